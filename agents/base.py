@@ -1,0 +1,105 @@
+"""The shared base of every agent: decode the inbox, route bad input to dead letters, send events.
+
+An agent is a faust app over its inbox (plus any other source it declares), a
+few tables, and one ``handle`` method. It knows no Kafka plumbing beyond
+``send``; topics, codec and the app come from ``streams/``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+import faust
+from faust.types import EventT
+
+from streams.codec import Codec
+from streams.errors import AgonError, CodecError
+from streams.settings import AgentSpec, Settings
+from streams.topics import Topics
+
+log = logging.getLogger(__name__)
+
+RAW = {"key_serializer": "raw", "value_serializer": "raw"}
+
+
+class Agent:
+    """One role. Subclasses set ``role``, declare tables in ``__init__`` and implement ``handle``."""
+
+    role: ClassVar[str]
+
+    def __init__(self, spec: AgentSpec, settings: Settings, app: faust.App, codec: Codec) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.settings = settings
+        self.app = app
+        self.codec = codec
+        self.topics = Topics(settings.namespace)
+        self._topic_cache: dict[str, faust.TopicT] = {}
+        self.kinds = {self.topics.inbox(self.name): "inbox"}
+
+    # -- wiring ----------------------------------------------------------------------
+    def table(self, name: str) -> faust.Table:
+        return self.app.Table(name, default=None, partitions=self.settings.kafka.partitions,
+                              options={"driver": "rocksdict"})
+
+    def topic(self, name: str) -> faust.TopicT:
+        topic = self._topic_cache.get(name)
+        if topic is None:
+            topic = self._topic_cache[name] = self.app.topic(name, **RAW)
+        return topic
+
+    def install(self) -> None:
+        """Register the faust agent that feeds every source topic to ``handle``."""
+        source = self.app.topic(*self.kinds, partitions=self.settings.kafka.partitions, **RAW)
+
+        async def run(stream: faust.StreamT) -> None:
+            async for event in stream.noack().events():
+                if await self.dispatch(event):
+                    event.ack()
+
+        self.app.agent(source, name=f"{self.name}.run")(run)
+
+    async def dispatch(self, event: EventT) -> bool:
+        """Decode and handle one event; True when it is fully handled and may be acked."""
+        msg = event.message
+        kind = self.kinds[msg.topic]
+        try:
+            record_type, body = self.codec.decode(kind, msg.value)
+        except CodecError as exc:
+            await self.dead_letter(event, f"undecodable {kind} event: {exc}")
+            return True
+        try:
+            return await self.handle(record_type, body, event)
+        except AgonError as exc:
+            if exc.retriable:
+                raise
+            await self.dead_letter(event, f"{record_type} rejected by {self.name}: {exc}")
+            return True
+
+    async def handle(self, record_type: str, body: dict[str, Any], event: EventT) -> bool:
+        """Handle one decoded event. Return False to ack it later yourself (``event.ack()``)."""
+        raise NotImplementedError
+
+    # -- output ----------------------------------------------------------------------
+    async def send(self, topic: str, kind: str, record_type: str, body: dict[str, Any],
+                   *, wait: bool = False) -> None:
+        """Encode and produce an event keyed by its debate id; ``wait`` for the broker's ack."""
+        value = self.codec.encode(kind, record_type, body)
+        fut = await self.topic(topic).send(key=body["debate_id"].encode(), value=value)
+        if wait:
+            await fut
+
+    async def dead_letter(self, event: EventT, reason: str) -> None:
+        msg = event.message
+        log.warning("dead letter from %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, reason)
+        headers = [
+            ("reason", reason.encode()),
+            ("source.topic", msg.topic.encode()),
+            ("source.partition", str(msg.partition).encode()),
+            ("source.offset", str(msg.offset).encode()),
+            ("agent", self.name.encode()),
+        ]
+        fut = await self.topic(self.topics.dead_letters).send(key=msg.key, value=msg.value,
+                                                             headers=headers)
+        await fut

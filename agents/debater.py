@@ -1,0 +1,116 @@
+"""A debater: answers each TurnRequested with one argument from its LLM.
+
+Its own history of every debate it is in lives in the ``history`` table. The
+LLM call runs in a task of its own, so a slow call holds up no other debate;
+the request is acked only once the call's result is safely in Kafka, as a
+``TurnDrafted`` in the debater's own inbox. Publishing that draft as
+``TurnTaken`` (debate topic, then moderator inbox) and recording it happens in
+stream order, once per turn id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+from agents.base import Agent
+from agents.prompts import build_messages
+from connectors.llm.base import LLM, LLMError
+from streams.codec import now_ms
+from streams.errors import AgonError
+
+log = logging.getLogger(__name__)
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def looks_malformed(text: str) -> str | None:
+    """Why a model's output is no argument (control bytes, a JSON fragment), or None."""
+    if _CONTROL.search(text):
+        return "the model's output holds control characters"
+    if text.lstrip().startswith(("{", "[")):
+        return "the model's output is a JSON fragment, not an argument"
+    return None
+
+
+class Debater(Agent):
+    role = "debater"
+
+    def __init__(self, *args: Any, llm: LLM, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.llm = llm
+        self.history = self.table("history")
+        self.moderator = next(a.name for a in self.settings.agents if a.role == "moderator")
+        self._slots = asyncio.Semaphore(self.settings.worker.max_llm_in_flight)
+        self._in_flight: dict[str, asyncio.Task] = {}
+
+    async def handle(self, record_type: str, body: dict[str, Any], event: Any) -> bool:
+        if record_type == "TurnRequested":
+            return self.on_requested(body, event)
+        if record_type == "TurnDrafted":
+            await self.on_drafted(body)
+        elif record_type == "DebateEnded":
+            self.history.pop(body["debate_id"], None)
+        else:
+            raise AgonError(f"a debater does not handle {record_type}")
+        return True
+
+    def on_requested(self, req: dict[str, Any], event: Any) -> bool:
+        debate_id, tid = req["debate_id"], req["event_id"]
+        hist = self.history.get(debate_id) or {"turns": [], "taken": []}
+        if tid in hist["taken"] or tid in self._in_flight:
+            log.info("debate=%s turn=%s already taken or in flight; request ignored", debate_id, tid)
+            return True
+        prev = req["previous"]
+        if prev and not any(t["round"] == prev["round"] and t["speaker"] == prev["speaker"]
+                            for t in hist["turns"]):
+            hist["turns"].append(dict(prev))
+        hist["stance"] = req["stance"]
+        self.history[debate_id] = hist
+        messages = build_messages(self.name, req, hist["turns"])
+        task = asyncio.create_task(self.draft(req, messages, event))
+        self._in_flight[tid] = task
+        return False  # acked by draft() once its result is in Kafka
+
+    async def draft(self, req: dict[str, Any], messages: list, event: Any) -> None:
+        debate_id, tid = req["debate_id"], req["event_id"]
+        model = req["model"] or self.spec.model or self.settings.llm.model
+        base = {"debate_id": debate_id, "event_id": tid, "ts": 0, "round": req["round"],
+                "speaker": self.name, "attempt": req["attempt"]}
+        try:
+            async with self._slots:
+                reply = await self.llm.chat(model, messages, timeout=self.settings.worker.turn_timeout_s)
+            bad = looks_malformed(reply.text)
+            if bad:
+                raise LLMError(bad, retriable=True)
+            log.info("debate=%s turn=%s drafted by %s in %d ms", debate_id, tid, model, reply.latency_ms)
+            await self.send(self.topics.inbox(self.name), "inbox", "TurnDrafted", {
+                **base, "ts": now_ms(), "text": reply.text.strip(), "model": reply.model,
+                "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
+                "latency_ms": reply.latency_ms}, wait=True)
+        except LLMError as exc:
+            log.warning("debate=%s turn=%s failed: %s", debate_id, tid, exc)
+            await self.send(self.topics.inbox(self.moderator), "inbox", "TurnFailed", {
+                **base, "ts": now_ms(), "reason": str(exc), "retriable": exc.retriable}, wait=True)
+        finally:
+            self._in_flight.pop(tid, None)
+            event.ack()
+
+    async def on_drafted(self, draft: dict[str, Any]) -> None:
+        debate_id, tid = draft["debate_id"], draft["event_id"]
+        hist = self.history.get(debate_id) or {"turns": [], "taken": []}
+        if tid in hist["taken"]:
+            log.info("debate=%s turn=%s already taken; draft dropped", debate_id, tid)
+            return
+        hist["turns"].append({"round": draft["round"], "speaker": self.name, "text": draft["text"]})
+        hist["taken"].append(tid)
+        self.history[debate_id] = hist
+        stance = hist.get("stance") or self.spec.stance or "FOR"
+        taken = {k: draft[k] for k in ("debate_id", "event_id", "round", "speaker", "text", "model",
+                                       "prompt_tokens", "completion_tokens", "latency_ms", "attempt")}
+        taken.update(ts=now_ms(), stance=stance)
+        await self.send(self.topics.debate(debate_id), "debate", "TurnTaken", taken, wait=True)
+        await self.send(self.topics.inbox(self.moderator), "inbox", "TurnTaken", taken, wait=True)
+        log.info("debate=%s turn=%s taken", debate_id, tid)

@@ -1,0 +1,1 @@
+"""The `agon` command line."""

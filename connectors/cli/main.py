@@ -1,0 +1,219 @@
+"""`agon`: run the local broker and the agents, start debates, follow them.
+
+Every command reads its settings once from the environment (AGON_*); see
+streams/settings.py for the names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from pydantic import ValidationError
+
+from streams.errors import AgonError
+
+EPILOG = """\
+examples:
+  agon up                                   start Kafka (if none answers) and every agent
+  agon debate "AI's impact on the job market is positive"
+  agon tail 20261124-101500-ab12cd          follow any debate from its beginning
+  echo '{"motion": "Cats beat dogs", "rounds": 2}' | agon request
+  agon status ; agon down
+
+settings come from the environment, e.g. AGON_HOME (default .agon), AGON_KAFKA_BOOTSTRAP
+(default 127.0.0.1:9092), AGON_LLM_BACKEND (offline | ollama), AGON_LLM_MODEL.
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="agon", description="Multi-agent debates on Apache Kafka.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    b = sub.add_parser("broker", help="the local single-node Kafka broker (KRaft, no Docker)")
+    b.add_argument("action", choices=["up", "down", "status"])
+
+    sub.add_parser("up", help="start the broker if none answers, then one worker per agent")
+    d = sub.add_parser("down", help="stop the agents' workers and the broker agon started")
+    d.add_argument("--keep-broker", action="store_true", help="leave the broker running")
+    sub.add_parser("status", help="what runs: broker and workers")
+
+    w = sub.add_parser("worker", help="run one agent's worker in the foreground")
+    w.add_argument("agent", help="an agent of the roster, e.g. moderator, team-a, team-b")
+    w.add_argument("--index", type=int, default=0, help="replica number (own data directory)")
+
+    db = sub.add_parser("debate", help="request a debate and (on a terminal) follow it live")
+    db.add_argument("motion", help="what Team A argues for and Team B against")
+    db.add_argument("--rounds", type=int, default=8, help="rounds of one turn per team (default 8)")
+    db.add_argument("--id", dest="debate_id", help="the debate id (default: time + random)")
+    db.add_argument("--model", help="the model both teams use (default: each agent's own)")
+    db.add_argument("--max-tokens", type=int, default=0, help="token budget; 0 means none")
+    db.add_argument("--follow", action=argparse.BooleanOptionalAction, default=None,
+                    help="print the debate live until it ends (default: on a terminal)")
+    db.add_argument("--json", action="store_true", help="print events as JSON lines")
+
+    t = sub.add_parser("tail", help="follow a debate's topic from its beginning (read_committed)")
+    t.add_argument("debate_id")
+    t.add_argument("--json", action="store_true", help="print events as JSON lines")
+    t.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the debate to start")
+
+    r = sub.add_parser("request", help="produce a DebateRequested from JSON on stdin (for scripts)")
+    r.add_argument("--raw", action="store_true",
+                   help="skip the client-side checks; the moderator judges the request")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        from streams.settings import Settings
+
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"agon: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[args.command](args, settings)
+    except AgonError as exc:
+        print(f"agon: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_broker(args: argparse.Namespace, settings: Any) -> int:
+    from streams.broker import LocalBroker
+
+    broker = LocalBroker(settings)
+    if args.action == "up":
+        print(broker.up(progress=_err).detail)
+    elif args.action == "down":
+        print("broker stopped" if broker.down() else "no broker started by agon was running")
+    else:
+        status = broker.status()
+        print(status.detail)
+        return 0 if status.reachable else 3
+    return 0
+
+
+def cmd_up(args: argparse.Namespace, settings: Any) -> int:
+    from connectors.cli.workers import Fleet
+    from streams.broker import LocalBroker
+
+    broker = LocalBroker(settings)
+    if settings.kafka.bootstrap == broker.bootstrap:
+        _err(broker.up(progress=_err).detail)
+    workers = Fleet(settings).up(progress=_err)
+    _err(f"{len(workers)} workers ready: " + ", ".join(w.agent for w in workers))
+    return 0
+
+
+def cmd_down(args: argparse.Namespace, settings: Any) -> int:
+    from connectors.cli.workers import Fleet
+    from streams.broker import LocalBroker
+
+    stopped = Fleet(settings).down()
+    print(f"stopped {len(stopped)} worker(s)")
+    if not args.keep_broker and LocalBroker(settings).down():
+        print("broker stopped")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Any) -> int:
+    from connectors.cli.workers import Fleet
+    from streams.broker import LocalBroker
+
+    broker = LocalBroker(settings).status()
+    print(f"broker   {broker.detail}")
+    for w in Fleet(settings).workers():
+        state = f"running (pid {w.pid})" if w.pid else "stopped"
+        print(f"{w.agent:<8} {state}, log {w.log}")
+    return 0 if broker.reachable else 3
+
+
+def cmd_worker(args: argparse.Namespace, settings: Any) -> int:
+    from connectors.cli.workers import run_worker
+
+    try:
+        settings.agent(args.agent)
+    except KeyError as exc:
+        raise AgonError(exc.args[0]) from exc
+    run_worker(args.agent, settings, args.index)
+    return 0
+
+
+def cmd_debate(args: argparse.Namespace, settings: Any) -> int:
+    from connectors.transcript import new_request
+
+    teams = []
+    if args.model:
+        teams = [{"agent": a.name, "stance": a.stance, "persona": a.persona or None, "model": args.model}
+                 for a in settings.agents if a.role == "debater"][:2]
+    req = new_request(args.motion, args.rounds, args.debate_id, teams, args.max_tokens)
+    follow = sys.stdout.isatty() if args.follow is None else args.follow
+    return _submit(req, settings, follow=follow, as_json=args.json)
+
+
+def cmd_request(args: argparse.Namespace, settings: Any) -> int:
+    from connectors.transcript import new_request
+
+    try:
+        given = json.load(sys.stdin)
+    except json.JSONDecodeError as exc:
+        raise AgonError(f"stdin is not JSON: {exc}") from exc
+    if not isinstance(given, dict):
+        raise AgonError("stdin must hold one JSON object with at least a motion")
+    req = new_request(given.get("motion", ""), given.get("rounds", 8), given.get("debate_id"),
+                      given.get("teams"), given.get("max_tokens", 0), given.get("requested_by", "script"))
+    return _submit(req, settings, follow=False, as_json=True, check=not args.raw)
+
+
+def _submit(req: dict[str, Any], settings: Any, *, follow: bool, as_json: bool, check: bool = True) -> int:
+    from agents.requests import validate_request
+    from connectors.transcript import send_request
+
+    problems = validate_request(req, settings) if check else []
+    if problems:
+        for problem in problems:
+            print(f"agon: rejected: {problem}", file=sys.stderr)
+        return 2
+    send_request(settings, req)
+    if as_json and not follow:
+        print(json.dumps({"debate_id": req["debate_id"]}))
+    else:
+        _err(f"debate {req['debate_id']} requested")
+    return _follow(settings, req["debate_id"], as_json) if follow else 0
+
+
+def cmd_tail(args: argparse.Namespace, settings: Any) -> int:
+    return _follow(settings, args.debate_id, args.json, wait_s=args.wait)
+
+
+def _follow(settings: Any, debate_id: str, as_json: bool, wait_s: float = 120.0) -> int:
+    from rich.console import Console
+
+    from connectors.transcript import follow, render
+
+    console = Console()
+    ended = None
+    for record_type, body in follow(settings, debate_id, wait_s=wait_s):
+        if as_json:
+            print(json.dumps({"type": record_type, **body}), flush=True)
+        else:
+            render(console, record_type, body)
+        ended = body if record_type == "DebateEnded" else ended
+    return 0 if ended and ended["reason"] in ("ROUNDS", "UNPRODUCTIVE", "BUDGET") else 4
+
+
+def _err(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+COMMANDS = {"broker": cmd_broker, "up": cmd_up, "down": cmd_down, "status": cmd_status,
+            "worker": cmd_worker, "debate": cmd_debate, "tail": cmd_tail, "request": cmd_request}
+
+if __name__ == "__main__":
+    sys.exit(main())

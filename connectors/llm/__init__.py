@@ -1,0 +1,1 @@
+"""One small async interface to language models (``base.LLM``) and its backends: ``offline``, ``ollama``."""

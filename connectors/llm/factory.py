@@ -1,0 +1,18 @@
+"""Build the configured language model from :class:`streams.settings.LLMSettings`."""
+
+from __future__ import annotations
+
+from connectors.llm.base import LLM
+from connectors.llm.offline import OfflineLLM
+from connectors.llm.ollama import OllamaLLM
+from streams.settings import LLMSettings
+
+
+def make_llm(settings: LLMSettings) -> LLM:
+    if settings.backend == "ollama":
+        return OllamaLLM(host=settings.ollama_host, timeout_s=settings.timeout_s, retries=settings.retries)
+    return OfflineLLM(
+        latency_s=settings.offline_latency_s,
+        failure_rate=settings.offline_failure_rate,
+        malformed_rate=settings.offline_malformed_rate,
+    )

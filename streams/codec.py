@@ -1,0 +1,199 @@
+"""Avro single-object encoding of agon's events (DESIGN.md, "Events").
+
+A message is ``C3 01``, the 8-byte little-endian CRC-64-AVRO fingerprint of
+the writer schema's Parsing Canonical Form, then the schemaless Avro body. A
+reader finds the writer schema by fingerprint among every schema the codec
+knows (``<kind>.avsc`` and ``v*/*.avsc``) and resolves it against the current
+schema of the kind it reads.
+
+Records are plain dicts; enum values are their symbols (``"FOR"``); ``ts`` is
+an int of epoch milliseconds both ways. The files mark ``ts`` as
+``timestamp-millis`` for other readers (Kafka UI, Java); the codec drops
+logical types, which are not part of the canonical form, so fingerprints stay
+the same and fastavro neither wants nor returns datetimes.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import reprlib
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.read import SchemaResolutionError
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+from fastavro.validation import ValidationError, validate
+
+from schemas import SCHEMA_DIR
+from streams.errors import CodecError
+
+MAGIC = b"\xc3\x01"
+HEADER_LEN = len(MAGIC) + 8
+KINDS = ("debate_request", "inbox", "debate")
+_DETAIL_MAX = 200  # reasons end up in dead-letter headers: keep fastavro's detail short
+
+
+def now_ms() -> int:
+    """The current time in epoch milliseconds, the unit of every ``ts``."""
+    return time.time_ns() // 1_000_000
+
+
+def schema_fingerprint(schema: Any) -> bytes:
+    """The CRC-64-AVRO fingerprint of ``schema``'s Parsing Canonical Form, as header bytes.
+
+    fastavro returns the hex of the 64-bit value's little-endian bytes, which is
+    what the spec puts in the header (and Java's ``parsingFingerprint``).
+    """
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
+
+
+def _without_logical_types(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_logical_types(v) for k, v in node.items() if k != "logicalType"}
+    if isinstance(node, list):
+        return [_without_logical_types(v) for v in node]
+    return node
+
+
+def _load(path: Path) -> tuple[bytes, Any]:
+    """The fingerprint and the parsed schema of one ``.avsc`` file."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return schema_fingerprint(raw), parse_schema(_without_logical_types(raw))
+    except (OSError, ValueError) as exc:  # fastavro's SchemaParseError is a ValueError
+        raise CodecError(f"cannot load schema {path}: {exc}") from exc
+
+
+def _reason(what: str, exc: Exception) -> str:
+    detail = str(exc)
+    if len(detail) > _DETAIL_MAX:
+        detail = detail[:_DETAIL_MAX] + "..."
+    return f"{what}: {type(exc).__name__} {detail}".rstrip()
+
+
+def _describe(exc: ValidationError) -> str:
+    """fastavro's validation errors as ``field: got value, expected type``."""
+    parts = []
+    for error in exc.errors:
+        schema = error.schema
+        expected = schema if isinstance(schema, str) else schema.get("name") or schema.get("type")
+        parts.append(f"{error.field or 'record'}: got {reprlib.repr(error.datum)}, expected {expected}")
+    return "; ".join(parts)
+
+
+def _record_type(writer: Any, data: bytes) -> str:
+    """The short name of the record in a message: a union's body starts with the branch index."""
+    if not isinstance(writer, list):
+        return str(writer["name"]).rpartition(".")[2]
+    value = shift = 0
+    for byte in data[HEADER_LEN : HEADER_LEN + 10]:  # a zig-zag varint
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            break
+        shift += 7
+    return str(writer[(value >> 1) ^ -(value & 1)]["name"]).rpartition(".")[2]
+
+
+class Codec:
+    """Encodes and decodes agon events with the schemas under ``directory``.
+
+    ``<kind>.avsc`` for each of :data:`KINDS` is the current schema: the one
+    written, and the reader schema. Every ``v*/*.avsc`` is another known
+    version that can be read (older ones, or newer ones shipped to readers
+    before any writer uses them).
+    """
+
+    def __init__(self, directory: Path = SCHEMA_DIR) -> None:
+        self._current: dict[str, Any] = {}
+        self._header: dict[str, bytes] = {}
+        self._types: dict[str, dict[str, tuple[str, frozenset[str]]]] = {}
+        self._writers: dict[bytes, Any] = {}
+        for kind in KINDS:
+            fp, schema = _load(directory / f"{kind}.avsc")
+            self._current[kind] = schema
+            self._header[kind] = MAGIC + fp
+            self._writers[fp] = schema
+            records = schema if isinstance(schema, list) else [schema]
+            self._types[kind] = {
+                r["name"].rpartition(".")[2]: (r["name"], frozenset(f["name"] for f in r["fields"]))
+                for r in records
+            }
+        for path in sorted(directory.glob("v*/*.avsc")):
+            fp, schema = _load(path)
+            self._writers.setdefault(fp, schema)
+
+    @staticmethod
+    @functools.cache
+    def default() -> Codec:
+        """The codec of the packaged ``schemas/``, loaded once."""
+        return Codec()
+
+    def _schema(self, kind: str) -> Any:
+        try:
+            return self._current[kind]
+        except KeyError:
+            raise CodecError(f"unknown kind {kind!r}, expected one of {', '.join(KINDS)}") from None
+
+    def encode(self, kind: str, record_type: str, record: Mapping[str, Any]) -> bytes:
+        """``record`` as a single-object message of ``kind``, written with its current schema."""
+        schema = self._schema(kind)
+        try:
+            full_name, fields = self._types[kind][record_type]
+        except KeyError:
+            known = ", ".join(self._types[kind])
+            raise CodecError(f"{kind} carries no {record_type!r}, only {known}") from None
+        unknown = sorted(set(record) - fields)
+        if unknown:
+            raise CodecError(f"{record_type} has no field {', '.join(unknown)}")
+        datum = (full_name, record) if isinstance(schema, list) else record
+        try:
+            validate(datum, schema)
+        except ValidationError as exc:
+            raise CodecError(f"invalid {record_type}: {_describe(exc)}") from None
+        out = io.BytesIO()
+        out.write(self._header[kind])
+        try:
+            schemaless_writer(out, schema, datum)
+        except ValueError as exc:  # what validation misses, e.g. a lone surrogate in a string
+            raise CodecError(_reason(f"cannot write {record_type}", exc)) from exc
+        return out.getvalue()
+
+    def decode(self, kind: str, data: bytes) -> tuple[str, dict[str, Any]]:
+        """The short record type name and the record of a message read as ``kind``.
+
+        Raises :class:`CodecError` with a one-line reason fit for a dead-letter header.
+        """
+        reader = self._schema(kind)
+        if len(data) >= len(MAGIC) and data[: len(MAGIC)] != MAGIC:
+            raise CodecError(f"bad magic 0x{data[:len(MAGIC)].hex()}, expected 0x{MAGIC.hex()}")
+        if len(data) < HEADER_LEN:
+            raise CodecError(f"truncated header: {len(data)} bytes, expected at least {HEADER_LEN}")
+        fp = data[len(MAGIC) : HEADER_LEN]
+        writer = self._writers.get(fp)
+        if writer is None:
+            raise CodecError(f"unknown schema fingerprint 0x{int.from_bytes(fp, 'little'):016x}")
+        body = io.BytesIO(data)
+        body.seek(HEADER_LEN)
+        try:
+            datum: Any = schemaless_reader(
+                body, writer, reader, return_record_name=True, return_record_name_override=True
+            )
+        except EOFError as exc:
+            raise CodecError(_reason("truncated Avro body", exc)) from exc
+        except SchemaResolutionError as exc:
+            detail = str(exc)
+            if detail.lower().startswith("schema mismatch"):  # fastavro dumps whole schemas here
+                detail = f"{_record_type(writer, data)} is not in the {kind} schema"
+            raise CodecError(f"writer schema does not resolve to {kind}: {detail[:_DETAIL_MAX]}") from exc
+        except Exception as exc:  # fastavro reports malformed bodies with many exception types
+            raise CodecError(_reason("bad Avro body", exc)) from exc
+        trailing = len(data) - body.tell()
+        if trailing:
+            raise CodecError(f"{trailing} trailing bytes after the Avro body")
+        full_name, record = datum if isinstance(datum, tuple) else (reader["name"], datum)
+        return full_name.rpartition(".")[2], record

@@ -1,0 +1,112 @@
+"""One typed, frozen settings object, read once at start-up and passed down.
+
+Environment variables use the prefix ``AGON_`` and one ``_`` between a section
+and its field: ``AGON_HOME``, ``AGON_KAFKA_BOOTSTRAP``, ``AGON_LLM_BACKEND``,
+``AGON_BROKER_PORT``. Nothing else in agon reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap: str = "127.0.0.1:9092"
+    partitions: int = Field(4, ge=1, description="partitions of agon's shared topics (inboxes, requests)")
+    # raw librdkafka / aiokafka options, passed through as they are
+    extra: dict[str, str] = Field(default_factory=dict)
+
+
+class BrokerSettings(_Section):
+    """The local single-node KRaft broker that `agon broker up` runs."""
+
+    kafka_version: str = "4.3.1"
+    host: str = "127.0.0.1"
+    port: int = 9092
+    controller_port: int = 9093
+    heap: str = "768m"
+    java: str = "java"
+    mvn: str = "mvn"
+    start_timeout_s: float = 90.0
+
+
+class LLMSettings(_Section):
+    backend: Literal["offline", "ollama"] = "offline"
+    model: str = "offline"
+    ollama_host: str = "http://127.0.0.1:11434"
+    timeout_s: float = 120.0
+    retries: int = 2
+    # the offline model's fault injection (demos, tests, benchmarks)
+    offline_latency_s: float = 0.0
+    offline_failure_rate: float = Field(0.0, ge=0.0, le=1.0)
+    offline_malformed_rate: float = Field(0.0, ge=0.0, le=1.0)
+
+
+class WorkerSettings(_Section):
+    guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    web_port: int = Field(0, description="faust's web server port; 0 disables it")
+    session_timeout_s: float = 10.0
+    heartbeat_interval_s: float = 1.0
+    commit_interval_s: float = 0.2
+    turn_timeout_s: float = 30.0
+    turn_attempts: int = 3
+    max_llm_in_flight: int = 64
+
+
+class AgentSpec(_Section):
+    """One agent of the roster: its role module, and for debaters a stance, persona and model."""
+
+    name: str
+    role: str
+    stance: Literal["FOR", "AGAINST"] | None = None
+    persona: str = ""
+    model: str | None = None  # None: the LLM settings' model
+
+
+DEFAULT_ROSTER = (
+    AgentSpec(name="moderator", role="moderator"),
+    AgentSpec(name="team-a", role="debater", stance="FOR",
+              persona="An economist who has studied how past waves of automation created new work."),
+    AgentSpec(name="team-b", role="debater", stance="AGAINST",
+              persona="A labour researcher who documents the workers that automation leaves behind."),
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AGON_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        frozen=True,
+        extra="ignore",
+    )
+
+    home: Path = Path(".agon")
+    namespace: str = Field("agon", pattern=r"^[A-Za-z0-9_-]+$", description="prefix of every topic and group")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    kafka: KafkaSettings = KafkaSettings()
+    broker: BrokerSettings = BrokerSettings()
+    llm: LLMSettings = LLMSettings()
+    worker: WorkerSettings = WorkerSettings()
+    agents: tuple[AgentSpec, ...] = DEFAULT_ROSTER
+
+    def agent(self, name: str) -> AgentSpec:
+        for spec in self.agents:
+            if spec.name == name:
+                return spec
+        known = ", ".join(a.name for a in self.agents)
+        raise KeyError(f"unknown agent {name!r} (the roster has: {known})")
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.resolve()
