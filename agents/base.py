@@ -54,9 +54,15 @@ class Agent:
         source = self.app.topic(*self.kinds, partitions=self.settings.kafka.partitions, **RAW)
 
         async def run(stream: faust.StreamT) -> None:
-            async for event in stream.noack().events():
-                if await self.dispatch(event):
-                    event.ack()
+            try:
+                async for event in stream.noack().events():
+                    if await self.dispatch(event):
+                        event.ack()
+            except Exception as exc:
+                # a worker whose stream died must not linger: exit, be restarted, resume
+                log.exception("%s: stream failed; stopping the worker", self.name)
+                await self.app.crash(exc)
+                raise
 
         self.app.agent(source, name=f"{self.name}.run")(run)
 
@@ -75,6 +81,11 @@ class Agent:
             if exc.retriable:
                 raise
             await self.dead_letter(event, f"{record_type} rejected by {self.name}: {exc}")
+            return True
+        except Exception as exc:  # a bug for this one event: park it, keep serving the rest
+            log.exception("debate=%s %s handler failed", body.get("debate_id"), record_type)
+            await self.dead_letter(event, f"{record_type} handler failed in {self.name}: "
+                                          f"{type(exc).__name__}: {exc}")
             return True
 
     async def handle(self, record_type: str, body: dict[str, Any], event: EventT) -> bool:

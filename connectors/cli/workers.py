@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,10 @@ def run_worker(agent: str, settings: Settings, index: int = 0) -> None:
 
     ensure_agon_topics(settings)
     app = build(agent, settings, index)
+    # faust creates changelog topics itself, but a first write can race that creation
+    changelogs = {t.changelog_topic.get_topic_name(): t.partitions or settings.kafka.partitions
+                  for t in app.tables.values()}
+    ensure_topics(settings.kafka.bootstrap, changelogs, config={"cleanup.policy": "compact"})
     Worker(app, loglevel=settings.log_level.lower(), quiet=True).execute_from_commandline()
 
 
@@ -69,16 +74,19 @@ class Fleet:
             pid = None
         return WorkerProc(agent, index, pid, self.log_dir / f"{agent}-{index}.log")
 
-    def workers(self) -> list[WorkerProc]:
-        return [self.worker(a.name) for a in self.settings.agents]
+    def workers(self, agents: Iterable[str] | None = None) -> list[WorkerProc]:
+        names = [a.name for a in self.settings.agents] if agents is None else list(agents)
+        return [self.worker(name) for name in names]
 
-    def up(self, env: dict[str, str] | None = None, wait_s: float = 90.0, progress=print) -> list[WorkerProc]:
-        """Start every worker that is not running; wait until each says it is ready."""
+    def up(self, agents: Iterable[str] | None = None, wait_s: float = 90.0,
+           progress=print) -> list[WorkerProc]:
+        """Start every worker (of ``agents``, default the roster) that is not running; wait
+        until each says it is ready."""
         ensure_agon_topics(self.settings)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         started = []
-        for w in self.workers():
+        for w in self.workers(agents):
             if w.pid is not None:
                 continue
             offset = w.log.stat().st_size if w.log.exists() else 0
@@ -86,7 +94,7 @@ class Fleet:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", "connectors.cli.main", "worker", w.agent, "--index", str(w.index)],
                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    start_new_session=True, env={**os.environ, **(env or {})})
+                    start_new_session=True)
             self._pid_file(w.agent, w.index).write_text(str(proc.pid))
             progress(f"started {w.agent} (pid {proc.pid}, log {w.log})")
             started.append((self.worker(w.agent, w.index), proc, offset))
@@ -98,7 +106,7 @@ class Fleet:
                 if time.monotonic() > deadline:
                     raise AgonError(f"worker {w.agent} not ready after {wait_s:.0f} s; see {w.log}")
                 time.sleep(0.2)
-        return self.workers()
+        return self.workers(agents)
 
     def down(self, timeout_s: float = 20.0) -> list[WorkerProc]:
         stopped = [w for w in self.workers() if w.pid is not None]

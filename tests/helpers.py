@@ -1,0 +1,52 @@
+"""Helpers the tests share (import as ``from helpers import wait_for``)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from connectors.cli.workers import Fleet
+from streams.settings import Settings
+
+TEST_PORT = 19092  # the session broker's port when the local launcher runs it
+
+
+def wait_for(check: Callable[[], object], timeout_s: float, what: str, every_s: float = 0.2) -> object:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(every_s)
+
+
+@contextlib.contextmanager
+def running_fleet(bootstrap: str, home: Path, agents: list[str] | None = None,
+                  **overrides: str) -> Iterator[Settings]:
+    """Start a worker per agent (default: the roster) in a fresh namespace; stop them afterwards."""
+    env = {"AGON_HOME": str(home), "AGON_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
+           "AGON_KAFKA_BOOTSTRAP": bootstrap, "AGON_KAFKA_PARTITIONS": "4",
+           "AGON_BROKER_PORT": str(TEST_PORT), "AGON_BROKER_CONTROLLER_PORT": str(TEST_PORT + 1),
+           **overrides}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        settings = Settings()
+        fleet = Fleet(settings)
+        try:
+            fleet.up(agents, progress=lambda line: None)
+            yield settings
+        finally:
+            fleet.down()
+            for w in fleet.workers():
+                if w.log.exists() and os.environ.get("AGON_TEST_SHOW_LOGS"):
+                    print(w.log.read_text()[-4000:])

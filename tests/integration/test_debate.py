@@ -1,0 +1,140 @@
+"""Whole debates on real workers (moderator, team-a, team-b as subprocesses) and a real broker."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from connectors.transcript import follow, new_request, producer_config, send_request
+from helpers import running_fleet, wait_for
+from streams.topics import Topics
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+ROSTER = json.dumps([
+    {"name": "moderator", "role": "moderator"},
+    {"name": "team-a", "role": "debater", "stance": "FOR"},
+    {"name": "team-b", "role": "debater", "stance": "AGAINST"},
+    # in the roster, but no worker ever runs for it: its turns never come
+    {"name": "team-c", "role": "debater", "stance": "AGAINST"},
+])
+
+
+@pytest.fixture(scope="module")
+def fleet(kafka_bootstrap, tmp_path_factory):
+    with running_fleet(kafka_bootstrap, tmp_path_factory.mktemp("fleet"), AGON_AGENTS=ROSTER,
+                       AGON_WORKER_TURN_TIMEOUT_S="3",
+                       agents=["moderator", "team-a", "team-b"]) as settings:
+        yield settings
+
+
+def run_debate(settings, **kwargs):
+    req = new_request(kwargs.pop("motion", "AI's impact on the job market is positive"),
+                      debate_id=f"d-{uuid.uuid4().hex[:8]}", **kwargs)
+    send_request(settings, req)
+    return req["debate_id"], list(follow(settings, req["debate_id"], wait_s=60, idle_timeout_s=60))
+
+
+def teams(model_a=None, model_b=None, b="team-b"):
+    return [{"agent": "team-a", "stance": "FOR", "persona": None, "model": model_a},
+            {"agent": b, "stance": "AGAINST", "persona": None, "model": model_b}]
+
+
+def turn_ids(events):
+    return [body["event_id"] for kind, body in events if kind == "TurnTaken"]
+
+
+def test_a_full_debate_holds_every_round_in_order(fleet):
+    debate_id, events = run_debate(fleet, rounds=8)
+    kinds = [kind for kind, _ in events]
+    assert kinds[0] == "DebateStarted" and kinds[-1] == "DebateEnded"
+    expected = [f"{debate_id}:{r}:{s}" for r in range(1, 9) for s in ("team-a", "team-b")]
+    assert turn_ids(events) == expected
+    ended = events[-1][1]
+    assert ended["reason"] == "ROUNDS" and ended["rounds_completed"] == 8
+    assert ended["tokens_used"] > 0 and "team-a (for) opened" in ended["summary"]
+    texts = [b["text"] for k, b in events if k == "TurnTaken"]
+    assert len(set(texts)) == len(texts), "the offline model repeated a turn"
+
+
+def test_sides_that_repeat_themselves_end_the_debate_early(fleet):
+    _, events = run_debate(fleet, rounds=8, teams=teams("offline:repeat", "offline:repeat"))
+    ended = events[-1][1]
+    assert ended["reason"] == "UNPRODUCTIVE", ended
+    assert "repeat" in ended["detail"] and ended["rounds_completed"] == 2
+
+
+def test_empty_turns_end_the_debate_early(fleet):
+    _, events = run_debate(fleet, rounds=8, teams=teams("offline:empty", "offline:empty"))
+    assert events[-1][1]["reason"] == "UNPRODUCTIVE"
+    assert "empty" in events[-1][1]["detail"] and len(turn_ids(events)) == 2
+
+
+def test_a_failing_model_is_retried_then_ends_the_debate_with_error(fleet):
+    debate_id, events = run_debate(fleet, rounds=3, teams=teams(None, "offline:fail"))
+    ended = events[-1][1]
+    assert ended["reason"] == "ERROR"
+    assert f"{debate_id}:1:team-b failed after 3 attempt(s)" in ended["detail"]
+    assert turn_ids(events) == [f"{debate_id}:1:team-a"]
+
+
+def test_a_turn_that_never_comes_times_out_and_never_hangs(fleet):
+    debate_id, events = run_debate(fleet, rounds=2, teams=teams(b="team-c"))
+    ended = events[-1][1]
+    assert ended["reason"] == "ERROR" and "no turn within 3 s" in ended["detail"]
+    assert turn_ids(events) == [f"{debate_id}:1:team-a"]
+
+
+def test_a_token_budget_ends_the_debate(fleet):
+    _, events = run_debate(fleet, rounds=8, max_tokens=300)
+    ended = events[-1][1]
+    assert ended["reason"] == "BUDGET" and ended["tokens_used"] >= 300
+    assert len(turn_ids(events)) < 16
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"motion": "   "}, "motion is empty"),
+    ({"rounds": 0}, "rounds must be between 1 and 50"),
+    ({"teams": teams(b="team-z")}, "unknown agent 'team-z'"),
+])
+def test_a_bad_request_from_any_producer_is_rejected_by_the_moderator(fleet, change, words):
+    _, events = run_debate(fleet, **change)
+    assert [k for k, _ in events] == ["DebateEnded"]
+    assert events[0][1]["reason"] == "REJECTED" and words in events[0][1]["detail"]
+
+
+def test_malformed_messages_go_to_dead_letters_and_nothing_is_lost(fleet):
+    topics = Topics(fleet.namespace)
+    producer = Producer(producer_config(fleet))
+    garbage = {topics.requests: b'{"motion": "not avro"}', topics.inbox("moderator"): b"\xc3\x01junk",
+               topics.inbox("team-a"): b""}
+    for topic, value in garbage.items():
+        producer.produce(topic, key=b"bad", value=value)
+    producer.flush(10)
+    debate_id, events = run_debate(fleet, rounds=1)  # the workers keep going
+    assert events[-1][1]["reason"] == "ROUNDS" and len(turn_ids(events)) == 2
+
+    consumer = Consumer({"bootstrap.servers": fleet.kafka.bootstrap, "group.id": f"dl-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([topics.dead_letters])
+    letters = {}
+
+    def collect():
+        msg = consumer.poll(0.5)
+        if msg is not None and not msg.error():
+            headers = {k: v.decode() for k, v in msg.headers()}
+            letters[headers["source.topic"]] = (msg.value(), headers)
+        return len(letters) == len(garbage)
+
+    try:
+        wait_for(collect, 30, "three dead letters", every_s=0)
+    finally:
+        consumer.close()
+    for topic, value in garbage.items():
+        kept, headers = letters[topic]
+        assert kept == value, "the original bytes are kept"
+        assert headers["source.offset"].isdigit() and headers["reason"].startswith("undecodable")
+    assert "bad magic" in letters[topics.requests][1]["reason"]
