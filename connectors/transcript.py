@@ -40,13 +40,15 @@ def new_request(motion: str, rounds: int = 8, debate_id: str | None = None,
             "requested_by": requested_by}
 
 
-def send_request(settings: Settings, request: dict[str, Any], timeout_s: float = 30.0) -> None:
-    """Produce a DebateRequested and wait for the broker's acknowledgement."""
-    value = Codec.default().encode("debate_request", "DebateRequested", request)
+def send_request(settings: Settings, *requests: dict[str, Any], timeout_s: float = 30.0) -> None:
+    """Produce DebateRequested events with one producer; wait for the broker's acknowledgements."""
+    codec = Codec.default()
     errors: list[str] = []
     producer = Producer(producer_config(settings))
-    producer.produce(Topics(settings.namespace).requests, key=request["debate_id"].encode(),
-                     value=value, on_delivery=lambda err, _msg: err and errors.append(str(err)))
+    for request in requests:
+        producer.produce(Topics(settings.namespace).requests, key=request["debate_id"].encode(),
+                         value=codec.encode("debate_request", "DebateRequested", request),
+                         on_delivery=lambda err, _msg: err and errors.append(str(err)))
     if producer.flush(timeout_s) > 0:
         raise BrokerError(f"the request was not acknowledged by {settings.kafka.bootstrap} "
                           f"within {timeout_s:.0f} s", retriable=True)
