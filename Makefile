@@ -1,0 +1,36 @@
+# agon: two entry points, `make demo` and `make test`; both install what they need.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+MOTION ?= AI's impact on the job market is positive
+ROUNDS ?= 8
+# the offline model answers instantly; a little latency makes the demo readable live
+DEMO_LATENCY ?= 0.4
+
+.PHONY: install demo test test-unit down clean
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("agon needs Python >= 3.10") if sys.version_info < (3, 10) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	AGON_LLM_OFFLINE_LATENCY_S=$(DEMO_LATENCY) $(BIN)/agon up
+	$(BIN)/agon debate "$(MOTION)" --rounds $(ROUNDS) --follow
+	@echo "the broker and the agents keep running: 'agon status', 'agon down' ($(BIN)/agon)"
+
+test: install
+	$(BIN)/pytest
+
+test-unit: install
+	$(BIN)/pytest -m "not integration"
+
+down:
+	$(BIN)/agon down
+
+clean: down
+	rm -rf .agon .agon-test
