@@ -21,11 +21,12 @@ _STOP = frozenset(
 
 
 def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
+    """Lower-case words, possessives folded ("AI's" -> "ai")."""
+    return [w.removesuffix("'s").strip("'") for w in _WORD.findall(text.lower())]
 
 
 def content_words(text: str) -> set[str]:
-    return {w for w in words(text) if w not in _STOP and len(w) > 2}
+    return {w for w in words(text) if w not in _STOP and len(w) > 1}
 
 
 def similarity(a: str, b: str) -> float:
