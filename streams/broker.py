@@ -107,9 +107,12 @@ class LocalBroker:
             raise BrokerError(f"Kafka {self.cfg.kafka_version} needs Java 17+, found: {out.splitlines()[:1]}")
         return java
 
+    def has_jars(self) -> bool:
+        return (self.libs / f"kafka_2.13-{self.cfg.kafka_version}.jar").exists()
+
     def fetch_jars(self) -> Path:
         """Resolve the broker's jars from Maven Central once; later calls are free."""
-        if (self.libs / f"kafka_2.13-{self.cfg.kafka_version}.jar").exists():
+        if self.has_jars():
             return self.libs
         mvn = shutil.which(self.cfg.mvn)
         if mvn is None:
@@ -167,7 +170,8 @@ class LocalBroker:
                 raise BrokerError(f"port {self.cfg.host}:{port} is taken by another process "
                                   "that is not a Kafka broker; free it or set AGON_BROKER_PORT")
         self.java()
-        progress(f"fetching Kafka {self.cfg.kafka_version} jars from Maven Central (once)…")
+        if not self.has_jars():
+            progress(f"fetching Kafka {self.cfg.kafka_version} jars from Maven Central (once)…")
         self.fetch_jars()
         props = self._write_config()
         self._format(props)

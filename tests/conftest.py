@@ -45,11 +45,13 @@ def kafka_bootstrap() -> Iterator[str]:
     from streams.broker import LocalBroker
 
     broker = LocalBroker(test_settings(REPO_ROOT / ".agon-test"))
+    ours = not broker.status().reachable  # never stop a broker another session started
     status = broker.up(progress=lambda line: None)
     try:
         yield status.bootstrap
     finally:
-        broker.down()
+        if ours:
+            broker.down()
 
 
 def test_settings(home: Path, **env: str) -> Settings:
