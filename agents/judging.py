@@ -79,8 +79,8 @@ def unproductive(turns: list[dict[str, Any]], motion: str) -> str | None:
     return None
 
 
-def _first_sentence(text: str, limit: int = 220) -> str:
-    sentence = re.split(r"(?<=[.!?])\s+", text.strip(), maxsplit=1)[0]
+def _sentence(text: str, index: int, limit: int = 220) -> str:
+    sentence = re.split(r"(?<=[.!?])\s+", text.strip())[index]
     return sentence if len(sentence) <= limit else sentence[: limit - 1].rstrip() + "…"
 
 
@@ -94,8 +94,8 @@ def summarize(motion: str, speakers: list[dict[str, Any]], turns: list[dict[str,
         if not own:
             parts.append(f"{spec['agent']} ({side}) made no argument.")
             continue
-        line = f"{spec['agent']} ({side}) opened: \"{_first_sentence(own[0])}\""
+        line = f"{spec['agent']} ({side}) opened: \"{_sentence(own[0], 0)}\""
         if len(own) > 1:
-            line += f" and closed: \"{_first_sentence(own[-1])}\""
+            line += f" and closed: \"{_sentence(own[-1], -1)}\""
         parts.append(line + ".")
     return " ".join(parts)

@@ -28,7 +28,7 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     # murmur2_random is the Java client's (and aiokafka's) partitioner: a debate's request,
     # inbox messages and table rows then share one partition number whoever produced them
     return {"bootstrap.servers": settings.kafka.bootstrap, "partitioner": "murmur2_random",
-            "enable.idempotence": True, **settings.kafka.extra}
+            "enable.idempotence": True, "log_level": 3, **settings.kafka.extra}
 
 
 def new_request(motion: str, rounds: int = 8, debate_id: str | None = None,
