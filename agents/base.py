@@ -56,7 +56,9 @@ class Agent:
         async def run(stream: faust.StreamT) -> None:
             try:
                 async for event in stream.noack().events():
-                    if await self.dispatch(event):
+                    # a commit never falls inside an event: its effects share one transaction
+                    async with self.app.processing:
+                        await self.dispatch(event)
                         event.ack()
             except Exception as exc:
                 # a worker whose stream died must not linger: exit, be restarted, resume
@@ -66,40 +68,52 @@ class Agent:
 
         self.app.agent(source, name=f"{self.name}.run")(run)
 
-    async def dispatch(self, event: EventT) -> bool:
-        """Decode and handle one event; True when it is fully handled and may be acked."""
+    async def dispatch(self, event: EventT) -> None:
+        """Decode and handle one event; bad input goes to dead letters."""
         msg = event.message
         kind = self.kinds[msg.topic]
         try:
             record_type, body = self.codec.decode(kind, msg.value)
         except CodecError as exc:
             await self.dead_letter(event, f"undecodable {kind} event: {exc}")
-            return True
+            return
         try:
-            return await self.handle(record_type, body, event)
+            await self.handle(record_type, body, event)
         except AgonError as exc:
             if exc.retriable:
                 raise
             await self.dead_letter(event, f"{record_type} rejected by {self.name}: {exc}")
-            return True
         except Exception as exc:  # a bug for this one event: park it, keep serving the rest
             log.exception("debate=%s %s handler failed", body.get("debate_id"), record_type)
             await self.dead_letter(event, f"{record_type} handler failed in {self.name}: "
                                           f"{type(exc).__name__}: {exc}")
-            return True
 
-    async def handle(self, record_type: str, body: dict[str, Any], event: EventT) -> bool:
-        """Handle one decoded event. Return False to ack it later yourself (``event.ack()``)."""
+    async def handle(self, record_type: str, body: dict[str, Any], event: EventT) -> None:
+        """Handle one decoded event, within the transaction of its input partition."""
         raise NotImplementedError
 
     # -- output ----------------------------------------------------------------------
-    async def send(self, topic: str, kind: str, record_type: str, body: dict[str, Any],
-                   *, wait: bool = False) -> None:
-        """Encode and produce an event keyed by its debate id; ``wait`` for the broker's ack."""
+    async def send(self, topic: str, kind: str, record_type: str, body: dict[str, Any], *,
+                   wait: bool = False, partition: int | None = None) -> None:
+        """Encode and produce an event keyed by its debate id; ``wait`` for the broker's ack.
+
+        Within a handler the event joins the input partition's transaction; from a
+        timer or a background task it goes out at once, outside any transaction.
+        """
         value = self.codec.encode(kind, record_type, body)
-        fut = await self.topic(topic).send(key=body["debate_id"].encode(), value=value)
+        fut = await self.topic(topic).send(key=body["debate_id"].encode(), value=value,
+                                           partition=partition)
         if wait:
             await fut
+
+    async def send_now(self, topic: str, kind: str, record_type: str, body: dict[str, Any], *,
+                       partition: int | None = None) -> None:
+        """Produce outside any transaction, even from within a handler's context, and wait
+        for the broker's ack: for what must be durable before the transaction commits."""
+        value = self.codec.encode(kind, record_type, body)
+        fut = await self.app.producer.send(topic, body["debate_id"].encode(), value, partition,
+                                           None, None)
+        await fut
 
     async def dead_letter(self, event: EventT, reason: str) -> None:
         msg = event.message

@@ -1,11 +1,17 @@
 """A debater: answers each TurnRequested with one argument from its LLM.
 
-Its own history of every debate it is in lives in the ``history`` table. The
-LLM call runs in a task of its own, so a slow call holds up no other debate;
-the request is acked only once the call's result is safely in Kafka, as a
-``TurnDrafted`` in the debater's own inbox. Publishing that draft as
-``TurnTaken`` (debate topic, then moderator inbox) and recording it happens in
-stream order, once per turn id.
+Its own history of every debate it is in lives in the ``history`` table,
+with the turns it owes (``pending``). The LLM call runs in a task of its own,
+outside the stream and outside any transaction, so a slow call holds up no
+other debate and no commit. Its result is kept in Kafka at once, as a
+``TurnDrafted`` in the debater's own inbox; publishing that draft as
+``TurnTaken`` (debate topic and moderator inbox) and recording it in the table
+is one transaction, once per turn id.
+
+After a crash, whoever takes the partition over restores the table and reads
+on: a draft already written is published without a new LLM call; a turn still
+pending with no draft is resumed when the worker reaches the ``Resume`` marker
+it wrote to the partition on assignment (every earlier message seen by then).
 """
 
 from __future__ import annotations
@@ -45,67 +51,94 @@ class Debater(Agent):
         self.moderator = next(a.name for a in self.settings.agents if a.role == "moderator")
         self._slots = asyncio.Semaphore(self.settings.worker.max_llm_in_flight)
         self._in_flight: dict[str, asyncio.Task] = {}
+        self.app.on_partitions_assigned.connect(self.on_assigned)
 
-    async def handle(self, record_type: str, body: dict[str, Any], event: Any) -> bool:
+    async def handle(self, record_type: str, body: dict[str, Any], event: Any) -> None:
         if record_type == "TurnRequested":
-            return self.on_requested(body, event)
-        if record_type == "TurnDrafted":
+            self.on_requested(body, event.message.partition)
+        elif record_type == "TurnDrafted":
             await self.on_drafted(body)
+        elif record_type == "Resume":
+            self.on_resume(body)
         elif record_type == "DebateEnded":
             self.history.pop(body["debate_id"], None)
         else:
             raise AgonError(f"a debater does not handle {record_type}")
-        return True
 
-    def on_requested(self, req: dict[str, Any], event: Any) -> bool:
+    def on_requested(self, req: dict[str, Any], partition: int) -> None:
         debate_id, tid = req["debate_id"], req["event_id"]
-        hist = self.history.get(debate_id) or {"turns": [], "taken": []}
-        if tid in hist["taken"] or tid in self._in_flight:
-            log.info("debate=%s turn=%s already taken or in flight; request ignored", debate_id, tid)
-            return True
+        hist = self.history.get(debate_id) or {"turns": [], "taken": [], "pending": {}}
+        if tid in hist["taken"]:
+            log.info("debate=%s turn=%s already taken; request ignored", debate_id, tid)
+            return
         prev = req["previous"]
         if prev and not any(t["round"] == prev["round"] and t["speaker"] == prev["speaker"]
                             for t in hist["turns"]):
             hist["turns"].append(dict(prev))
         hist["stance"] = req["stance"]
+        hist["pending"][tid] = {k: v for k, v in req.items() if k != "previous"}
+        hist["pending"][tid]["partition"] = partition
         self.history[debate_id] = hist
-        messages = build_messages(self.name, req, hist["turns"])
-        task = asyncio.create_task(self.draft(req, messages, event))
-        self._in_flight[tid] = task
-        return False  # acked by draft() once its result is in Kafka
+        self.start_draft(hist, hist["pending"][tid])
 
-    async def draft(self, req: dict[str, Any], messages: list, event: Any) -> None:
+    def start_draft(self, hist: dict[str, Any], req: dict[str, Any]) -> None:
+        if req["event_id"] in self._in_flight:
+            return
+        messages = build_messages(self.name, req, hist["turns"])
+        self._in_flight[req["event_id"]] = asyncio.create_task(self.draft(req, messages))
+
+    async def on_assigned(self, app: Any, assigned: set, **kwargs: Any) -> None:
+        """Mark each inbox partition we now own; see :meth:`on_resume`."""
+        inbox = self.topics.inbox(self.name)
+        for tp in assigned:
+            if tp.topic == inbox:
+                await self.send_now(inbox, "inbox", "Resume", {
+                    "debate_id": "", "event_id": f"resume:{tp.partition}:{now_ms()}",
+                    "ts": now_ms(), "partition": tp.partition, "worker": self.app.conf.id},
+                    partition=tp.partition)
+
+    def on_resume(self, marker: dict[str, Any]) -> None:
+        """Everything before the marker is seen: a pending turn with no draft by now has
+        none; its call died with the worker that made it. Call the model again."""
+        for debate_id, hist in list(self.history.items()):
+            for req in (hist or {}).get("pending", {}).values():
+                if req["partition"] == marker["partition"] and req["event_id"] not in self._in_flight:
+                    log.warning("debate=%s turn=%s resumed after takeover", debate_id, req["event_id"])
+                    self.start_draft(hist, req)
+
+    async def draft(self, req: dict[str, Any], messages: list) -> None:
         debate_id, tid = req["debate_id"], req["event_id"]
         model = req["model"] or self.spec.model or self.settings.llm.model
         base = {"debate_id": debate_id, "event_id": tid, "ts": 0, "round": req["round"],
                 "speaker": self.name, "attempt": req["attempt"]}
         try:
             async with self._slots:
+                log.info("debate=%s turn=%s llm call to %s", debate_id, tid, model)
                 reply = await self.llm.chat(model, messages, timeout=self.settings.worker.turn_timeout_s)
             bad = looks_malformed(reply.text)
             if bad:
                 raise LLMError(bad, retriable=True)
             log.info("debate=%s turn=%s drafted by %s in %d ms", debate_id, tid, model, reply.latency_ms)
-            await self.send(self.topics.inbox(self.name), "inbox", "TurnDrafted", {
+            await self.send_now(self.topics.inbox(self.name), "inbox", "TurnDrafted", {
                 **base, "ts": now_ms(), "text": reply.text.strip(), "model": reply.model,
                 "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
-                "latency_ms": reply.latency_ms}, wait=True)
+                "latency_ms": reply.latency_ms}, partition=req["partition"])
         except LLMError as exc:
             log.warning("debate=%s turn=%s failed: %s", debate_id, tid, exc)
-            await self.send(self.topics.inbox(self.moderator), "inbox", "TurnFailed", {
-                **base, "ts": now_ms(), "reason": str(exc), "retriable": exc.retriable}, wait=True)
+            await self.send_now(self.topics.inbox(self.moderator), "inbox", "TurnFailed", {
+                **base, "ts": now_ms(), "reason": str(exc), "retriable": exc.retriable})
         finally:
             self._in_flight.pop(tid, None)
-            event.ack()
 
     async def on_drafted(self, draft: dict[str, Any]) -> None:
         debate_id, tid = draft["debate_id"], draft["event_id"]
-        hist = self.history.get(debate_id) or {"turns": [], "taken": []}
+        hist = self.history.get(debate_id) or {"turns": [], "taken": [], "pending": {}}
         if tid in hist["taken"]:
             log.info("debate=%s turn=%s already taken; draft dropped", debate_id, tid)
             return
         hist["turns"].append({"round": draft["round"], "speaker": self.name, "text": draft["text"]})
         hist["taken"].append(tid)
+        hist["pending"].pop(tid, None)
         self.history[debate_id] = hist
         stance = hist.get("stance") or self.spec.stance or "FOR"
         taken = {k: draft[k] for k in ("debate_id", "event_id", "round", "speaker", "text", "model",

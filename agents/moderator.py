@@ -35,7 +35,7 @@ class Moderator(Agent):
         self._ticked: set[tuple[str, int]] = set()
         self.app.timer(1.0, name=f"{self.name}.deadlines")(self.check_deadlines)
 
-    async def handle(self, record_type: str, body: dict[str, Any], event: Any) -> bool:
+    async def handle(self, record_type: str, body: dict[str, Any], event: Any) -> None:
         handler = {
             "DebateRequested": self.on_requested,
             "TurnTaken": self.on_turn,
@@ -45,7 +45,6 @@ class Moderator(Agent):
         if handler is None:
             raise AgonError(f"the moderator does not handle {record_type}")
         await handler(body)
-        return True
 
     # -- start -------------------------------------------------------------------------
     async def on_requested(self, req: dict[str, Any]) -> None:

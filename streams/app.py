@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faust
 
+from streams.eos import AgonApp
 from streams.settings import Settings
 from streams.topics import Topics
 
@@ -18,7 +19,7 @@ def make_app(agent: str, settings: Settings, worker: int = 0) -> faust.App:
     w = settings.worker
     datadir = settings.home_dir / "workers" / settings.namespace / f"{agent}-{worker}"
     datadir.parent.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    return AgonApp(
         topics.app_id(agent),
         broker=f"kafka://{settings.kafka.bootstrap}",
         store="rocksdb://",

@@ -53,10 +53,11 @@ class LLMSettings(_Section):
 
 
 class WorkerSettings(_Section):
-    guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    guarantee: Literal["at_least_once", "exactly_once"] = "exactly_once"
     web_port: int = Field(0, description="faust's web server port; 0 disables it")
-    session_timeout_s: float = 10.0
-    heartbeat_interval_s: float = 1.0
+    # a killed worker's partitions move after the session timeout: seconds, not faust's 60
+    session_timeout_s: float = 4.0
+    heartbeat_interval_s: float = 0.5
     commit_interval_s: float = 0.2
     turn_timeout_s: float = 30.0
     turn_attempts: int = 3

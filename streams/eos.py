@@ -1,0 +1,97 @@
+"""Exactly-once processing on faust-streaming: what its own mode gets wrong, and the fixes.
+
+faust's ``processing_guarantee="exactly_once"`` keeps one transactional
+producer per input partition (``{app id}-{topic group}-{partition}``) and
+commits each partition's offsets inside its transaction. Three things break
+that contract for agon, each fixed here through faust's extension points (a
+TransactionManager subclass, installed by :class:`AgonApp`):
+
+1. **Outputs picked the wrong transaction.** faust chooses the transaction
+   from the *destination* topic and partition (``TransactionManager.send``),
+   so a message to a topic the app does not consume (a debate's topic, another
+   agent's inbox) either raised ``KeyError`` in ``group_for_topic`` or, when
+   the partition was unknown, went out with no transaction at all. Here an
+   output joins the transaction of the *input* partition being processed
+   (faust's ``current_event()``); changelog writes, which name their partition,
+   keep faust's rule, which is right for them (co-partitioned with the input).
+   A send with no current event (timers, background LLM calls) goes out
+   outside any transaction, on purpose.
+2. **Table writes could miss their transaction** (faust-streaming #177:
+   ``send_soon`` outside the transaction). Table changelog writes wait in
+   faust's producer buffer; the exactly-once commit did not flush that buffer
+   (the at-least-once path does), so a write could land in the *next*
+   transaction, after the offsets it belongs with. :meth:`commit` flushes it.
+3. **A commit could split one event's effects** (a cause of faust-streaming
+   #517, duplicates after a kill). The commit timer runs beside the stream, so
+   it could commit an event's first output before the event's table write and
+   offset. Handlers and commits here share one lock (:attr:`AgonApp.
+   processing`): a transaction holds whole events only.
+
+Not biting here, and why: #440 (KeyError at start with no tables) — every
+agent has a table; #136 and the 60 s producer ``transaction_timeout_ms`` — no
+transaction spans an LLM call (a debater acks its request at once and calls
+the model outside the stream), so a transaction lives one commit interval
+(0.2 s); #323 (ProducerFenced on rebalance) — a fenced zombie crashes and its
+supervisor restarts it; turn ids make every handler idempotent, so what it
+redoes changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Mapping
+from typing import Any
+
+import faust
+from faust.streams import current_event
+from faust.transport.consumer import TransactionManager
+from faust.types import TP, TransportT
+from faust.types.tuples import RecordMetadata
+
+
+class RoutedTransactionManager(TransactionManager):
+    """faust's TransactionManager with fixes 1–3 above."""
+
+    def _transactional_id(self, topic: str, partition: int) -> str:
+        group = self.app.assignor.group_for_topic(topic)
+        return f"{self.app.conf.id}-{group}-{partition}"
+
+    async def send(self, topic: str, key: bytes | None, value: bytes | None,
+                   partition: int | None, timestamp: float | None, headers: Any,
+                   *, transactional_id: str | None = None) -> Awaitable[RecordMetadata]:
+        tid = None
+        if partition is not None and _consumed(self.app, topic):  # a changelog write
+            tid = self._transactional_id(topic, partition)
+        else:
+            event = current_event()
+            if event is not None:
+                tid = self._transactional_id(event.message.topic, event.message.partition)
+        return await self.producer.send(topic, key, value, partition, timestamp, headers,
+                                        transactional_id=tid)
+
+    async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
+        async with self.app.processing:
+            await self.app.producer.buffer.flush()
+            return await super().commit(offsets, start_new_transaction=start_new_transaction)
+
+
+def _consumed(app: faust.App, topic: str) -> bool:
+    try:
+        app.assignor.group_for_topic(topic)
+    except KeyError:
+        return False
+    return True
+
+
+class AgonApp(faust.App):
+    """A faust App whose transport uses :class:`RoutedTransactionManager`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: held by a handler for a whole event, and by every commit
+        self.processing = asyncio.Lock()
+
+    def _new_transport(self) -> TransportT:
+        transport = super()._new_transport()
+        transport.TransactionManager = RoutedTransactionManager
+        return transport
