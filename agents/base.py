@@ -7,12 +7,17 @@ few tables, and one ``handle`` method. It knows no Kafka plumbing beyond
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import time
+from pathlib import Path
 from typing import Any, ClassVar
 
 import faust
 from faust.types import EventT
 
+from streams import metrics
 from streams.codec import Codec
 from streams.errors import AgonError, CodecError
 from streams.settings import AgentSpec, Settings
@@ -28,7 +33,8 @@ class Agent:
 
     role: ClassVar[str]
 
-    def __init__(self, spec: AgentSpec, settings: Settings, app: faust.App, codec: Codec) -> None:
+    def __init__(self, spec: AgentSpec, settings: Settings, app: faust.App, codec: Codec,
+                 worker: int = 0) -> None:
         self.spec = spec
         self.name = spec.name
         self.settings = settings
@@ -37,6 +43,8 @@ class Agent:
         self.topics = Topics(settings.namespace)
         self._topic_cache: dict[str, faust.TopicT] = {}
         self.kinds = {self.topics.inbox(self.name): "inbox"}
+        self.worker = worker
+        self.app.on_partitions_assigned.connect(self._record_assignment)
 
     # -- wiring ----------------------------------------------------------------------
     def table(self, name: str) -> faust.Table:
@@ -67,6 +75,8 @@ class Agent:
                 raise
 
         self.app.agent(source, name=f"{self.name}.run")(run)
+        if self.settings.worker.metrics_port:
+            metrics.serve(self.settings.worker.metrics_port + self.worker)
 
     async def dispatch(self, event: EventT) -> None:
         """Decode and handle one event; bad input goes to dead letters."""
@@ -76,21 +86,38 @@ class Agent:
             record_type, body = self.codec.decode(kind, msg.value)
         except CodecError as exc:
             await self.dead_letter(event, f"undecodable {kind} event: {exc}")
+            metrics.EVENTS.labels(self.name, "undecodable", "dead_letter").inc()
             return
         try:
             await self.handle(record_type, body, event)
+            metrics.EVENTS.labels(self.name, record_type, "ok").inc()
         except AgonError as exc:
             if exc.retriable:
                 raise
             await self.dead_letter(event, f"{record_type} rejected by {self.name}: {exc}")
+            metrics.EVENTS.labels(self.name, record_type, "dead_letter").inc()
         except Exception as exc:  # a bug for this one event: park it, keep serving the rest
             log.exception("debate=%s %s handler failed", body.get("debate_id"), record_type)
             await self.dead_letter(event, f"{record_type} handler failed in {self.name}: "
                                           f"{type(exc).__name__}: {exc}")
+            metrics.EVENTS.labels(self.name, record_type, "dead_letter").inc()
 
     async def handle(self, record_type: str, body: dict[str, Any], event: EventT) -> None:
         """Handle one decoded event, within the transaction of its input partition."""
         raise NotImplementedError
+
+    async def _record_assignment(self, app: Any, assigned: set, **kwargs: Any) -> None:
+        """Keep the inbox partitions this worker owns in ``<datadir>/assignment.json``, for
+        operators and the chaos harness (which debates did a killed worker hold?)."""
+        inbox = self.topics.inbox(self.name)
+        owned = sorted(tp.partition for tp in assigned if tp.topic == inbox)
+        path = Path(self.app.conf.datadir) / "assignment.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "topic": inbox, "partitions": owned,
+                                   "at": time.time()}))
+        tmp.replace(path)
+        log.info("%s owns inbox partitions %s", self.name, owned)
 
     # -- output ----------------------------------------------------------------------
     async def send(self, topic: str, kind: str, record_type: str, body: dict[str, Any], *,
@@ -118,6 +145,7 @@ class Agent:
     async def dead_letter(self, event: EventT, reason: str) -> None:
         msg = event.message
         log.warning("dead letter from %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, reason)
+        metrics.DEAD_LETTERS.labels(self.name).inc()
         headers = [
             ("reason", reason.encode()),
             ("source.topic", msg.topic.encode()),

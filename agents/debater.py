@@ -24,6 +24,7 @@ from typing import Any
 from agents.base import Agent
 from agents.prompts import build_messages
 from connectors.llm.base import LLM, LLMError
+from streams import metrics
 from streams.codec import now_ms
 from streams.errors import AgonError
 
@@ -114,8 +115,15 @@ class Debater(Agent):
         try:
             async with self._slots:
                 log.info("debate=%s turn=%s llm call to %s", debate_id, tid, model)
-                reply = await self.llm.chat(model, messages, timeout=self.settings.worker.turn_timeout_s)
+                with metrics.LLM_LATENCY.labels(self.name).time():
+                    try:
+                        reply = await self.llm.chat(model, messages,
+                                                    timeout=self.settings.worker.turn_timeout_s)
+                    except LLMError:
+                        metrics.LLM_CALLS.labels(self.name, "error").inc()
+                        raise
             bad = looks_malformed(reply.text)
+            metrics.LLM_CALLS.labels(self.name, "malformed" if bad else "ok").inc()
             if bad:
                 raise LLMError(bad, retriable=True)
             log.info("debate=%s turn=%s drafted by %s in %d ms", debate_id, tid, model, reply.latency_ms)
@@ -146,4 +154,5 @@ class Debater(Agent):
         taken.update(ts=now_ms(), stance=stance)
         await self.send(self.topics.debate(debate_id), "debate", "TurnTaken", taken, wait=True)
         await self.send(self.topics.inbox(self.moderator), "inbox", "TurnTaken", taken, wait=True)
+        metrics.TURNS.labels(self.name).inc()
         log.info("debate=%s turn=%s taken", debate_id, tid)

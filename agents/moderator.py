@@ -14,6 +14,7 @@ from typing import Any
 from agents.base import Agent
 from agents.judging import summarize, unproductive
 from agents.requests import validate_request
+from streams import metrics
 from streams.codec import now_ms
 from streams.errors import AgonError
 from streams.topics import valid_debate_id
@@ -170,6 +171,7 @@ class Moderator(Agent):
     async def send_ended(self, debate_id: str, state: dict[str, Any], reason: str,
                          detail: str) -> None:
         log.info("debate=%s ended: %s (%s)", debate_id, reason, detail)
+        metrics.DEBATES_ENDED.labels(reason).inc()
         await self.send(self.topics.debate(debate_id), "debate", "DebateEnded",
                         self.ended_event(debate_id, state, reason, detail), wait=True)
 

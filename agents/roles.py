@@ -32,5 +32,5 @@ def build(agent: str, settings: Settings, worker: int = 0) -> faust.App:
     cls = getattr(importlib.import_module(module), cls_name)
     app = make_app(agent, settings, worker)
     extra = {"llm": make_llm(settings.llm)} if spec.role in NEEDS_LLM else {}
-    cls(spec, settings, app, Codec.default(), **extra).install()
+    cls(spec, settings, app, Codec.default(), worker, **extra).install()
     return app
