@@ -173,6 +173,14 @@ def test_v1_debate_ended_reads_with_todays_schema(v1_codec: Codec) -> None:
     assert Codec.default().decode("debate", data) == ("DebateEnded", {**old, "tokens_used": 0})
 
 
+def test_v1_inbox_data_written_before_resume_existed_still_reads(v1_codec: Codec) -> None:
+    taken = next(r for k, t, r in SAMPLES if k == "inbox" and t == "TurnTaken")
+    data = v1_codec.encode("inbox", "TurnTaken", taken)
+    assert data[2:10] != Codec.default().encode("inbox", "TurnTaken", taken)[2:10], \
+        "the inbox schema changed, so v1 data carries the old fingerprint"
+    assert Codec.default().decode("inbox", data) == ("TurnTaken", taken)
+
+
 def test_todays_debate_request_reads_with_the_v1_schema(v1_codec: Codec) -> None:
     data = Codec.default().encode("debate_request", "DebateRequested", SAMPLES[0][2])
     old = {k: v for k, v in SAMPLES[0][2].items() if k not in ("max_tokens", "requested_by")}
