@@ -30,9 +30,10 @@ def wait_for(check: Callable[[], object], timeout_s: float, what: str, every_s: 
 
 
 @contextlib.contextmanager
-def running_fleet(bootstrap: str, home: Path, agents: list[str] | None = None,
+def running_fleet(bootstrap: str, home: Path, agents: list[str] | None = None, workers: int = 1,
                   **overrides: str) -> Iterator[Settings]:
-    """Start a worker per agent (default: the roster) in a fresh namespace; stop them afterwards."""
+    """Start ``workers`` workers per agent (default: the roster) under a supervisor in a fresh
+    namespace; stop them all afterwards."""
     env = {"AGON_HOME": str(home), "AGON_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
            "AGON_KAFKA_BOOTSTRAP": bootstrap, "AGON_KAFKA_PARTITIONS": "4",
            "AGON_BROKER_PORT": str(TEST_PORT), "AGON_BROKER_CONTROLLER_PORT": str(TEST_PORT + 1),
@@ -43,10 +44,11 @@ def running_fleet(bootstrap: str, home: Path, agents: list[str] | None = None,
         settings = Settings()
         fleet = Fleet(settings)
         try:
-            fleet.up(agents, progress=lambda line: None)
+            fleet.up(agents, workers=workers, progress=lambda line: None)
             yield settings
         finally:
             fleet.down()
-            for w in fleet.workers():
-                if w.log.exists() and os.environ.get("AGON_TEST_SHOW_LOGS"):
-                    print(w.log.read_text()[-4000:])
+            logs = [fleet.files.supervisor_log] + [w.log for w in fleet.workers()]
+            for log in logs:
+                if log.exists() and os.environ.get("AGON_TEST_SHOW_LOGS"):
+                    print(f"--- {log}\n{log.read_text()[-4000:]}")

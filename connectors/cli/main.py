@@ -36,10 +36,14 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("broker", help="the local single-node Kafka broker (KRaft, no Docker)")
     b.add_argument("action", choices=["up", "down", "status"])
 
-    sub.add_parser("up", help="start the broker if none answers, then one worker per agent")
-    d = sub.add_parser("down", help="stop the agents' workers and the broker agon started")
+    u = sub.add_parser("up", help="start the broker if none answers, then N workers per agent "
+                                  "under a supervisor")
+    u.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="workers per agent (default 1), each with its own data directory; the "
+                        "supervisor restarts any that dies, and a second `up` starts only what is missing")
+    d = sub.add_parser("down", help="stop the supervisor, the agents' workers and the broker agon started")
     d.add_argument("--keep-broker", action="store_true", help="leave the broker running")
-    sub.add_parser("status", help="what runs: broker and workers")
+    sub.add_parser("status", help="what runs: broker, supervisor and each worker")
 
     w = sub.add_parser("worker", help="run one agent's worker in the foreground")
     w.add_argument("agent", help="an agent of the roster, e.g. moderator, team-a, team-b")
@@ -103,11 +107,14 @@ def cmd_up(args: argparse.Namespace, settings: Any) -> int:
     from connectors.cli.workers import Fleet
     from streams.broker import LocalBroker
 
+    if args.workers < 1:
+        print(f"agon: --workers must be 1 or more, not {args.workers}", file=sys.stderr)
+        return 2
     broker = LocalBroker(settings)
     if settings.kafka.bootstrap == broker.bootstrap:
         _err(broker.up(progress=_err).detail)
-    workers = Fleet(settings).up(progress=_err)
-    _err(f"{len(workers)} workers ready: " + ", ".join(w.agent for w in workers))
+    workers = Fleet(settings).up(workers=args.workers, progress=_err)
+    _err(f"{len(workers)} workers ready: " + ", ".join(w.name for w in workers))
     return 0
 
 
@@ -115,8 +122,11 @@ def cmd_down(args: argparse.Namespace, settings: Any) -> int:
     from connectors.cli.workers import Fleet
     from streams.broker import LocalBroker
 
-    stopped = Fleet(settings).down()
-    print(f"stopped {len(stopped)} worker(s)")
+    fleet = Fleet(settings)
+    supervisor = fleet.supervisor()
+    stopped = fleet.down()
+    print(f"stopped {len(stopped)} worker(s)" + (f" and the supervisor (pid {supervisor})"
+                                                 if supervisor else ""))
     if not args.keep_broker and LocalBroker(settings).down():
         print("broker stopped")
     return 0
@@ -127,10 +137,13 @@ def cmd_status(args: argparse.Namespace, settings: Any) -> int:
     from streams.broker import LocalBroker
 
     broker = LocalBroker(settings).status()
-    print(f"broker   {broker.detail}")
-    for w in Fleet(settings).workers():
-        state = f"running (pid {w.pid})" if w.pid else "stopped"
-        print(f"{w.agent:<8} {state}, log {w.log}")
+    fleet = Fleet(settings)
+    workers = fleet.workers()
+    width = max([len("supervisor")] + [len(w.name) for w in workers])
+    print(f"{'broker':<{width}} {broker.detail}")
+    print(f"{'supervisor':<{width}} {fleet.describe_supervisor()}, log {fleet.files.supervisor_log}")
+    for w in workers:
+        print(f"{w.name:<{width}} {w.describe()}, log {w.log}")
     return 0 if broker.reachable else 3
 
 

@@ -1,23 +1,28 @@
-"""Agent worker processes on this machine: run one in the foreground, or start/stop the roster
-in the background with pid files and logs under AGON_HOME."""
+"""Agent worker processes on this machine: run one in the foreground, or run N per agent in
+the background under a supervisor (connectors/cli/supervisor.py), with pid files, state and
+logs under AGON_HOME."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from streams.errors import AgonError
+from streams.errors import AgonError, ConfigError
 from streams.procs import alive
 from streams.settings import Settings
 from streams.topics import Topics, ensure_topics
 
 READY_MARK = "[^Worker]: Ready"
+KEEPS_DYING = 3  # consecutive short runs after which `up` gives up waiting for a worker
 
 
 def run_worker(agent: str, settings: Settings, index: int = 0) -> None:
@@ -44,89 +49,360 @@ def ensure_agon_topics(settings: Settings) -> list[str]:
     return ensure_topics(settings.kafka.bootstrap, names)
 
 
+def describe_exit(code: int | None) -> str:
+    """Popen's return code in words: ``code 1``, ``SIGKILL``, ``unknown`` (not our child)."""
+    if code is None:
+        return "unknown"
+    if code < 0:
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            return f"signal {-code}"
+    return f"code {code}"
+
+
+class FleetFiles:
+    """Where one namespace's fleet keeps its state under AGON_HOME (the supervisor writes,
+    :class:`Fleet` and tools read)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.run_dir = settings.home_dir / "run" / settings.namespace
+        self.log_dir = settings.home_dir / "logs" / settings.namespace
+        self.desired = self.run_dir / "fleet.json"
+        self.state = self.run_dir / "supervisor.json"
+        self.supervisor_pid = self.run_dir / "supervisor.pid"
+        self.supervisor_log = self.log_dir / "supervisor.log"
+        self.lock = self.run_dir / "supervisor.lock"
+
+    def pid_file(self, agent: str, index: int) -> Path:
+        return self.run_dir / f"{agent}-{index}.pid"
+
+    def log(self, agent: str, index: int) -> Path:
+        return self.log_dir / f"{agent}-{index}.log"
+
+    def worker_pid_files(self) -> list[Path]:
+        return sorted(p for p in self.run_dir.glob("*-*.pid"))
+
+    def read_desired(self) -> dict[str, int] | None:
+        """Workers wanted per agent, or None when there is no readable fleet.json."""
+        try:
+            workers = json.loads(self.desired.read_text())["workers"]
+            return {str(agent): max(0, int(n)) for agent, n in workers.items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    def write_desired(self, workers: dict[str, int]) -> None:
+        write_atomically(self.desired, json.dumps({"workers": workers}, indent=2) + "\n")
+
+    def read_state(self) -> dict[str, Any]:
+        try:
+            state = json.loads(self.state.read_text())
+        except (OSError, ValueError):
+            return {}
+        return state if isinstance(state, dict) else {}
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Readers see the old or the new file, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def cmdline(pid: int) -> list[str] | None:
+    """The command line of ``pid``, or None where /proc cannot tell."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").decode(errors="replace").split("\0")
+    except OSError:
+        return None
+
+
+def is_worker(pid: int, agent: str, index: int) -> bool:
+    """``pid`` runs and is agon's worker ``agent-index`` (not a recycled pid)."""
+    if not alive(pid):
+        return False
+    args = cmdline(pid)
+    return args is None or ("worker" in args and agent in args and args[-2:] == ["--index", str(index)])
+
+
+def is_supervisor(pid: int) -> bool:
+    if not alive(pid):
+        return False
+    args = cmdline(pid)
+    return args is None or "connectors.cli.supervisor" in args
+
+
+def settings_fingerprint(settings: Settings) -> str:
+    """Tells whether the supervisor (and so its workers) runs with the settings of this process."""
+    return hashlib.sha256(settings.model_dump_json().encode()).hexdigest()[:16]
+
+
+def worker_command(agent: str, index: int) -> list[str]:
+    return [sys.executable, "-m", "connectors.cli.main", "worker", agent, "--index", str(index)]
+
+
+def stop_signal(pid: int, sig: signal.Signals = signal.SIGTERM) -> None:
+    """Send ``sig``, then SIGCONT so that a stopped (SIGSTOP) process can act on it."""
+    for s in (sig, signal.SIGCONT):
+        try:
+            os.kill(pid, s)
+        except ProcessLookupError:
+            return
+
+
 @dataclass(frozen=True)
 class WorkerProc:
+    """One wanted worker slot, ``agent-index``, as it stands now."""
+
     agent: str
     index: int
     pid: int | None
     log: Path
+    restarts: int = 0
+    started_at: float | None = None  # wall clock of its current run
+    ready: bool = False  # logged READY_MARK since its current run started
+    last_exit: int | None = None  # Popen's return code of its previous run
+    retry_at: float | None = None  # wall clock of its next start while it is down
+
+    @property
+    def name(self) -> str:
+        return f"{self.agent}-{self.index}"
+
+    def describe(self, now: float | None = None) -> str:
+        now = time.time() if now is None else now
+        if self.pid is None:
+            state = "stopped"
+            if self.retry_at is not None:
+                state = f"restarting in {max(0.0, self.retry_at - now):.1f} s"
+        else:
+            state = "running" if self.ready else "starting"
+            up = f", up {_duration(now - self.started_at)}" if self.started_at else ""
+            state = f"{state} (pid {self.pid}{up})"
+        if self.restarts:
+            state += f", {self.restarts} restart{'s' if self.restarts > 1 else ''}"
+        if self.last_exit is not None:
+            state += f", last exit {describe_exit(self.last_exit)}"
+        return state
 
 
 class Fleet:
-    """The background workers of one namespace: one per agent of the roster (for now)."""
+    """The background workers of one namespace, kept to ``fleet.json`` by its supervisor."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.run_dir = settings.home_dir / "run" / settings.namespace
-        self.log_dir = settings.home_dir / "logs" / settings.namespace
+        self.files = FleetFiles(settings)
+        self.run_dir = self.files.run_dir
+        self.log_dir = self.files.log_dir
+        self.roster = [a.name for a in settings.agents]
+        self._spawned: subprocess.Popen | None = None  # the supervisor, when this Fleet started it
 
-    def _pid_file(self, agent: str, index: int) -> Path:
-        return self.run_dir / f"{agent}-{index}.pid"
+    # what runs
 
-    def worker(self, agent: str, index: int = 0) -> WorkerProc:
-        pid_file = self._pid_file(agent, index)
-        try:
-            pid = int(pid_file.read_text())
-        except (FileNotFoundError, ValueError):
+    def supervisor(self) -> int | None:
+        """The pid of this namespace's supervisor, when one runs."""
+        pid = read_pid(self.files.supervisor_pid)
+        return pid if pid is not None and is_supervisor(pid) else None
+
+    def describe_supervisor(self) -> str:
+        pid = self.supervisor()
+        if pid is None:
+            return "stopped"
+        state = self.files.read_state()
+        up = f", up {_duration(time.time() - state['started_at'])}" if state.get("pid") == pid else ""
+        return f"running (pid {pid}{up})"
+
+    def desired(self) -> dict[str, int]:
+        """Workers wanted per agent: fleet.json, or one per roster agent before any `up`."""
+        got = self.files.read_desired()
+        if got is None:
+            return dict.fromkeys(self.roster, 1)
+        return {a: got[a] for a in self.roster if a in got}
+
+    def worker(self, agent: str, index: int = 0, state: dict[str, Any] | None = None) -> WorkerProc:
+        pid = read_pid(self.files.pid_file(agent, index))
+        if pid is not None and not is_worker(pid, agent, index):
             pid = None
-        if pid is not None and not alive(pid):
-            pid_file.unlink(missing_ok=True)
-            pid = None
-        return WorkerProc(agent, index, pid, self.log_dir / f"{agent}-{index}.log")
+        slots = (self.files.read_state() if state is None else state).get("slots", {})
+        slot = slots.get(f"{agent}-{index}") or {}
+        current = pid is not None and slot.get("pid") == pid
+        return WorkerProc(agent, index, pid, self.files.log(agent, index),
+                          restarts=slot.get("restarts", 0), last_exit=slot.get("last_exit"),
+                          started_at=slot.get("started_at") if current else None,
+                          ready=bool(current and slot.get("ready_at")),
+                          retry_at=slot.get("retry_at") if pid is None else None)
 
     def workers(self, agents: Iterable[str] | None = None) -> list[WorkerProc]:
-        names = [a.name for a in self.settings.agents] if agents is None else list(agents)
-        return [self.worker(name) for name in names]
+        """Every wanted slot (of ``agents``, default all), running or not."""
+        desired = self.desired()
+        names = list(desired) if agents is None else [a for a in agents if a in desired]
+        state = self.files.read_state()
+        return [self.worker(agent, i, state) for agent in names for i in range(desired[agent])]
 
-    def up(self, agents: Iterable[str] | None = None, wait_s: float = 90.0,
-           progress=print) -> list[WorkerProc]:
-        """Start every worker (of ``agents``, default the roster) that is not running; wait
-        until each says it is ready."""
+    # up and down
+
+    def up(self, agents: Iterable[str] | None = None, workers: int = 1, wait_s: float = 90.0,
+           progress: Callable[[str], None] = print) -> list[WorkerProc]:
+        """Want ``workers`` workers of each of ``agents`` (default: the roster; other agents keep
+        what they had), start the supervisor if none runs, and wait until every wanted worker
+        has said it is ready. Workers that already run are left alone."""
+        names = self.roster if agents is None else list(agents)
+        unknown = [a for a in names if a not in self.roster]
+        if unknown:
+            raise ConfigError(f"unknown agent(s) {', '.join(unknown)} "
+                              f"(the roster has: {', '.join(self.roster)})")
+        if workers < 0:
+            raise ConfigError(f"workers must be 0 or more, not {workers}")
         ensure_agon_topics(self.settings)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        started = []
-        for w in self.workers(agents):
-            if w.pid is not None:
-                continue
-            offset = w.log.stat().st_size if w.log.exists() else 0
-            with open(w.log, "ab") as log:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "connectors.cli.main", "worker", w.agent, "--index", str(w.index)],
-                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    start_new_session=True)
-            self._pid_file(w.agent, w.index).write_text(str(proc.pid))
-            progress(f"started {w.agent} (pid {proc.pid}, log {w.log})")
-            started.append((self.worker(w.agent, w.index), proc, offset))
-        deadline = time.monotonic() + wait_s
-        for w, proc, offset in started:
-            while not _log_has(w.log, READY_MARK, offset):
-                if proc.poll() is not None:
-                    raise AgonError(f"worker {w.agent} exited with code {proc.returncode}; see {w.log}")
-                if time.monotonic() > deadline:
-                    raise AgonError(f"worker {w.agent} not ready after {wait_s:.0f} s; see {w.log}")
-                time.sleep(0.2)
-        return self.workers(agents)
+        running = {w.name: w.pid for w in self._running_workers()}
+        got = self.files.read_desired() or {}
+        desired = {a: got[a] for a in self.roster if a in got}
+        desired.update(dict.fromkeys(names, workers))
+        self.files.write_desired(desired)
+        supervisor = self._ensure_supervisor(progress)
+        self._wait_ready(supervisor, desired, running, wait_s, progress)
+        return self.workers(names)
 
-    def down(self, timeout_s: float = 20.0) -> list[WorkerProc]:
-        stopped = [w for w in self.workers() if w.pid is not None]
-        for w in stopped:
-            os.kill(w.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        for w in stopped:
-            while alive(w.pid) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if alive(w.pid):
-                os.kill(w.pid, signal.SIGKILL)
-            self._pid_file(w.agent, w.index).unlink(missing_ok=True)
+    def _ensure_supervisor(self, progress: Callable[[str], None]) -> int:
+        pid = self.supervisor()
+        if pid is not None:
+            return pid
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.files.supervisor_log, "ab") as out:
+            # the environment (AGON_*) and working directory pass on to it and its workers
+            proc = subprocess.Popen([sys.executable, "-m", "connectors.cli.supervisor"], stdout=out,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+        self._spawned = proc
+        deadline = time.monotonic() + 30.0
+        while (pid := self.supervisor()) is None:
+            if proc.poll() is not None and self.supervisor() is None:
+                raise AgonError(f"the supervisor exited ({describe_exit(proc.returncode)}); "
+                                f"see {self.files.supervisor_log}")
+            if time.monotonic() > deadline:
+                raise AgonError(f"the supervisor did not start; see {self.files.supervisor_log}")
+            time.sleep(0.05)
+        if pid == proc.pid:
+            progress(f"started the supervisor (pid {pid}, log {self.files.supervisor_log})")
+        return pid
+
+    def _wait_ready(self, supervisor: int, desired: dict[str, int], running: dict[str, int | None],
+                    wait_s: float, progress: Callable[[str], None]) -> None:
+        deadline = time.monotonic() + wait_s
+        announced: set[str] = set()
+        while True:
+            if not alive(supervisor):
+                raise AgonError(f"the supervisor (pid {supervisor}) exited; see {self.files.supervisor_log}")
+            pending = self._pending(supervisor, desired, running, announced, progress)
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                what, log = pending[0]
+                raise AgonError(f"{what} not ready after {wait_s:.0f} s; see {log}")
+            time.sleep(0.2)
+
+    def _pending(self, supervisor: int, desired: dict[str, int], running: dict[str, int | None],
+                 announced: set[str], progress: Callable[[str], None]) -> list[tuple[str, Path]]:
+        """What is not yet as wanted, per the supervisor's state file, each with the log to read;
+        raises when a worker keeps dying."""
+        state = self.files.read_state()
+        if state.get("pid") != supervisor or state.get("stopped"):
+            return [(f"the supervisor (pid {supervisor})", self.files.supervisor_log)]
+        missing = [a for a, n in desired.items() if n and a not in state.get("roster", [])]
+        if missing:
+            raise AgonError(f"the running supervisor (pid {supervisor}) has no agent {missing[0]} in its "
+                            "roster (started with other settings?); `agon down` first")
+        if state.get("settings") != settings_fingerprint(self.settings) and "settings" not in announced:
+            announced.add("settings")
+            progress(f"note: the supervisor (pid {supervisor}) and its workers run with other settings "
+                     "than these; `agon down` first to apply them")
+        if any(state.get("desired", {}).get(a, 0) != n for a, n in desired.items()):
+            return [(f"the supervisor (pid {supervisor})", self.files.supervisor_log)]  # fleet.json unread
+        pending = []
+        slots = state.get("slots", {})
+        for agent, n in desired.items():
+            for index in range(n):
+                name, log = f"{agent}-{index}", self.files.log(agent, index)
+                slot = slots.get(name) or {}
+                if slot.get("pid") and slot.get("ready_at"):
+                    if name not in announced:
+                        announced.add(name)
+                        how = "already running" if running.get(name) == slot["pid"] else "ready"
+                        progress(f"{name} {how} (pid {slot['pid']}, log {log})")
+                    continue
+                if slot.get("streak", 0) >= KEEPS_DYING:
+                    raise AgonError(f"worker {name} keeps dying ({slot.get('restarts')} restarts, last "
+                                    f"exit {describe_exit(slot.get('last_exit'))}): {_last_line(log)}; "
+                                    f"see {log}")
+                pending.append((f"worker {name}", log))
+        pending += [(f"stopping worker {name}", Path(slot["log"])) for name, slot in slots.items()
+                    if slot["index"] >= desired.get(slot["agent"], 0)]
+        return pending
+
+    def down(self, timeout_s: float = 30.0) -> list[WorkerProc]:
+        """Stop the supervisor (it stops its workers), then any worker it left behind."""
+        stopped = self._running_workers()
+        supervisor = self.supervisor()
+        if supervisor is None and self._spawned is not None and self._spawned.poll() is None:
+            supervisor = self._spawned.pid  # started, but has not written its pid file yet
+        if supervisor is not None:
+            stop_signal(supervisor)
+            if not _wait_dead([supervisor], timeout_s):
+                stop_signal(supervisor, signal.SIGKILL)
+        if self._spawned is not None:
+            self._spawned.wait()  # our child: reap it
+        strays = [w.pid for w in self._running_workers()]
+        for pid in strays:
+            stop_signal(pid)
+        if not _wait_dead(strays, 20.0):
+            for pid in strays:
+                stop_signal(pid, signal.SIGKILL)
+        for path in self.files.worker_pid_files():
+            path.unlink(missing_ok=True)
+        if read_pid(self.files.supervisor_pid) == supervisor:
+            self.files.supervisor_pid.unlink(missing_ok=True)
         return stopped
 
+    def _running_workers(self) -> list[WorkerProc]:
+        """Every worker with a live pid file, wanted or not."""
+        found = []
+        for path in self.files.worker_pid_files():
+            agent, _, index = path.stem.rpartition("-")
+            if index.isdigit():
+                w = self.worker(agent, int(index), {})
+                if w.pid is not None:
+                    found.append(w)
+        return found
 
-def _log_has(path: Path, mark: str, offset: int) -> bool:
+
+def _wait_dead(pids: list[int], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while any(alive(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _last_line(path: Path) -> str:
     try:
         with open(path, "rb") as f:
-            f.seek(offset)
-            return mark.encode() in f.read()
-    except FileNotFoundError:
-        return False
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 2000))
+            lines = f.read().decode(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return lines[-1].strip() if lines else "empty log"
 
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h {m}m" if h else f"{m}m {s}s" if m else f"{s}s"
