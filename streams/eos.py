@@ -27,6 +27,13 @@ TransactionManager subclass, installed by :class:`AgonApp`):
    offset. Handlers and commits here share one lock (:attr:`AgonApp.
    processing`): a transaction holds whole events only.
 
+4. **Every takeover waited 10 s in table recovery.** Under exactly-once a
+   changelog partition ends with a transaction marker, which a consumer never
+   sees as a message, so faust's recovery never reaches the high watermark by
+   reading; it notices (``detect_aborted_tx``) only after two idle polls of a
+   fixed 5 s each. :func:`shorten_recovery_polls` makes that poll 0.25 s, the
+   one ``asyncio.wait_for`` in ``faust.tables.recovery`` with that timeout.
+
 Not biting here, and why: #440 (KeyError at start with no tables) — every
 agent has a table; #136 and the 60 s producer ``transaction_timeout_ms`` — no
 transaction spans an LLM call (a debater acks its request at once and calls
@@ -83,11 +90,36 @@ def _consumed(app: faust.App, topic: str) -> bool:
     return True
 
 
+RECOVERY_IDLE_POLL_S = 0.25
+_FAUST_RECOVERY_IDLE_POLL_S = 5.0
+
+
+class _RecoveryAsyncio:
+    """``asyncio`` as faust's recovery module sees it, with a shorter idle poll."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+    @staticmethod
+    async def wait_for(aw: Any, timeout: float | None) -> Any:
+        if timeout == _FAUST_RECOVERY_IDLE_POLL_S:
+            timeout = RECOVERY_IDLE_POLL_S
+        return await asyncio.wait_for(aw, timeout)
+
+
+def shorten_recovery_polls() -> None:
+    """Fix 4 above (idempotent)."""
+    import faust.tables.recovery as recovery
+
+    recovery.asyncio = _RecoveryAsyncio()  # type: ignore[assignment]
+
+
 class AgonApp(faust.App):
     """A faust App whose transport uses :class:`RoutedTransactionManager`."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        shorten_recovery_polls()
         #: held by a handler for a whole event, and by every commit
         self.processing = asyncio.Lock()
 
