@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectors.cli.workers import (READY_MARK, FleetFiles, describe_exit, is_worker, read_pid,
+from connectors.cli.fleetfiles import (READY_MARK, FleetFiles, describe_exit, is_worker, read_pid,
                                     settings_fingerprint, stop_signal, worker_command, write_atomically)
 from streams.procs import alive
 from streams.settings import Settings

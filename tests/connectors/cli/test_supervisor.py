@@ -18,7 +18,8 @@ import pytest
 
 from connectors.cli.main import main
 from connectors.cli.supervisor import Backoff, Supervisor
-from connectors.cli.workers import READY_MARK, Fleet, is_worker
+from connectors.cli.fleetfiles import READY_MARK, is_worker
+from connectors.cli.workers import Fleet
 from helpers import running_fleet, wait_for
 from streams.procs import alive
 from streams.settings import Settings

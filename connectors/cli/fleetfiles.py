@@ -1,0 +1,126 @@
+"""Where a namespace's fleet keeps its state under AGON_HOME, and small facts about its
+processes; shared by :mod:`connectors.cli.workers` and the supervisor."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from streams.procs import alive
+from streams.settings import Settings
+
+READY_MARK = "[^Worker]: Ready"
+
+
+def describe_exit(code: int | None) -> str:
+    """Popen's return code in words: ``code 1``, ``SIGKILL``, ``unknown`` (not our child)."""
+    if code is None:
+        return "unknown"
+    if code < 0:
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            return f"signal {-code}"
+    return f"code {code}"
+
+
+class FleetFiles:
+    """Where one namespace's fleet keeps its state under AGON_HOME (the supervisor writes,
+    :class:`Fleet` and tools read)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.run_dir = settings.home_dir / "run" / settings.namespace
+        self.log_dir = settings.home_dir / "logs" / settings.namespace
+        self.desired = self.run_dir / "fleet.json"
+        self.state = self.run_dir / "supervisor.json"
+        self.supervisor_pid = self.run_dir / "supervisor.pid"
+        self.supervisor_log = self.log_dir / "supervisor.log"
+        self.lock = self.run_dir / "supervisor.lock"
+
+    def pid_file(self, agent: str, index: int) -> Path:
+        return self.run_dir / f"{agent}-{index}.pid"
+
+    def log(self, agent: str, index: int) -> Path:
+        return self.log_dir / f"{agent}-{index}.log"
+
+    def worker_pid_files(self) -> list[Path]:
+        return sorted(p for p in self.run_dir.glob("*-*.pid"))
+
+    def read_desired(self) -> dict[str, int] | None:
+        """Workers wanted per agent, or None when there is no readable fleet.json."""
+        try:
+            workers = json.loads(self.desired.read_text())["workers"]
+            return {str(agent): max(0, int(n)) for agent, n in workers.items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    def write_desired(self, workers: dict[str, int]) -> None:
+        write_atomically(self.desired, json.dumps({"workers": workers}, indent=2) + "\n")
+
+    def read_state(self) -> dict[str, Any]:
+        try:
+            state = json.loads(self.state.read_text())
+        except (OSError, ValueError):
+            return {}
+        return state if isinstance(state, dict) else {}
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Readers see the old or the new file, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def cmdline(pid: int) -> list[str] | None:
+    """The command line of ``pid``, or None where /proc cannot tell."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").decode(errors="replace").split("\0")
+    except OSError:
+        return None
+
+
+def is_worker(pid: int, agent: str, index: int) -> bool:
+    """``pid`` runs and is agon's worker ``agent-index`` (not a recycled pid)."""
+    if not alive(pid):
+        return False
+    args = cmdline(pid)
+    return args is None or ("worker" in args and agent in args and args[-2:] == ["--index", str(index)])
+
+
+def is_supervisor(pid: int) -> bool:
+    if not alive(pid):
+        return False
+    args = cmdline(pid)
+    return args is None or "connectors.cli.supervisor" in args
+
+
+def settings_fingerprint(settings: Settings) -> str:
+    """Tells whether the supervisor (and so its workers) runs with the settings of this process."""
+    return hashlib.sha256(settings.model_dump_json().encode()).hexdigest()[:16]
+
+
+def worker_command(agent: str, index: int) -> list[str]:
+    return [sys.executable, "-m", "connectors.cli.main", "worker", agent, "--index", str(index)]
+
+
+def stop_signal(pid: int, sig: signal.Signals = signal.SIGTERM) -> None:
+    """Send ``sig``, then SIGCONT so that a stopped (SIGSTOP) process can act on it."""
+    for s in (sig, signal.SIGCONT):
+        try:
+            os.kill(pid, s)
+        except ProcessLookupError:
+            return
