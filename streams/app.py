@@ -31,6 +31,9 @@ def make_app(agent: str, settings: Settings, worker: int = 0) -> faust.App:
         # faust's defaults (2.8 s) put seconds between agent hops; a turn is worth more
         broker_commit_interval=w.commit_interval_s,
         broker_session_timeout=w.session_timeout_s,
+        # static membership: a worker the supervisor restarts within the session timeout
+        # gets its partitions back without a rebalance of the whole group
+        consumer_group_instance_id=f"{agent}-{worker}" if w.static_membership else None,
         broker_heartbeat_interval=w.heartbeat_interval_s,
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,

@@ -56,9 +56,11 @@ class WorkerSettings(_Section):
     guarantee: Literal["at_least_once", "exactly_once"] = "exactly_once"
     web_port: int = Field(0, description="faust's web server port; 0 disables it")
     metrics_port: int = Field(0, description="Prometheus port of worker 0 (worker i: +i); 0: off")
-    # a killed worker's partitions move after the session timeout: seconds, not faust's 60
-    session_timeout_s: float = 4.0
+    # a dead worker's partitions move after the session timeout: seconds, not faust's 60;
+    # long enough for the supervisor to restart a killed worker under static membership
+    session_timeout_s: float = 6.0
     heartbeat_interval_s: float = 0.5
+    static_membership: bool = True
     commit_interval_s: float = 0.2
     turn_timeout_s: float = 30.0
     turn_attempts: int = 3
