@@ -76,7 +76,7 @@ class Agent:
 
         self.app.agent(source, name=f"{self.name}.run")(run)
         if self.settings.worker.metrics_port:
-            metrics.serve(self.settings.worker.metrics_port + self.worker)
+            metrics.serve(metrics.port_of(self.settings, self.name, self.worker))
 
     async def dispatch(self, event: EventT) -> None:
         """Decode and handle one event; bad input goes to dead letters."""

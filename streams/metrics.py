@@ -1,13 +1,15 @@
 """Every metric agon exports, declared in one place against one explicit registry.
 
 Labels come from small fixed sets (agent, event type, outcome, reason), never a
-debate id. A worker serves them at ``http://127.0.0.1:<metrics_port + worker>/``
-when ``AGON_WORKER_METRICS_PORT`` is set.
+debate id. When ``AGON_WORKER_METRICS_PORT`` is set, worker ``i`` of the ``k``-th
+agent of the roster serves them on 127.0.0.1, port ``metrics_port + 10·k + i``.
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+from streams.settings import Settings
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -23,6 +25,11 @@ TURNS = Counter("agon_turns_taken_total", "Turns published (TurnTaken), once per
                 ["agent"], registry=REGISTRY)
 DEBATES_ENDED = Counter("agon_debates_ended_total", "Debates ended, by reason", ["reason"],
                         registry=REGISTRY)
+
+
+def port_of(settings: Settings, agent: str, worker: int) -> int:
+    names = [a.name for a in settings.agents]
+    return settings.worker.metrics_port + 10 * names.index(agent) + worker
 
 
 def serve(port: int) -> None:

@@ -55,7 +55,7 @@ class LLMSettings(_Section):
 class WorkerSettings(_Section):
     guarantee: Literal["at_least_once", "exactly_once"] = "exactly_once"
     web_port: int = Field(0, description="faust's web server port; 0 disables it")
-    metrics_port: int = Field(0, description="Prometheus port of worker 0 (worker i: +i); 0: off")
+    metrics_port: int = Field(0, description="first Prometheus port (see streams/metrics.py); 0: off")
     # a dead worker's partitions move after the session timeout: seconds, not faust's 60;
     # long enough for the supervisor to restart a killed worker under static membership
     session_timeout_s: float = 6.0

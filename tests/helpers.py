@@ -52,3 +52,23 @@ def running_fleet(bootstrap: str, home: Path, agents: list[str] | None = None, w
             for log in logs:
                 if log.exists() and os.environ.get("AGON_TEST_SHOW_LOGS"):
                     print(f"--- {log}\n{log.read_text()[-4000:]}")
+
+
+def free_port(span: int = 1) -> int:
+    """A port ``p`` such that ``p .. p+span-1`` are all free on 127.0.0.1 right now."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + span > 65535:
+            continue
+        try:
+            for port in range(base, base + span):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError(f"no {span} free consecutive ports")
