@@ -42,4 +42,5 @@ def make_app(agent: str, settings: Settings, worker: int = 0) -> faust.App:
         web_in_thread=False,
         table_standby_replicas=1,
         producer_linger=0.0,
+        commit_timeout_s=w.commit_timeout_s,
     )

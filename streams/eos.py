@@ -34,6 +34,13 @@ TransactionManager subclass, installed by :class:`AgonApp`):
    fixed 5 s each. :func:`shorten_recovery_polls` makes that poll 0.25 s, the
    one ``asyncio.wait_for`` in ``faust.tables.recovery`` with that timeout.
 
+5. **A commit that never returns.** Seen once under test: a worker's first
+   transaction never committed and nothing was logged; its partitions stalled
+   until the debates timed out. A commit now has a deadline
+   (``AGON_WORKER_COMMIT_TIMEOUT_S``, 15 s); past it the worker crashes, its
+   supervisor restarts it, and the restart fences and aborts the stuck
+   transaction, whose inputs are then processed again.
+
 Not biting here, and why: #440 (KeyError at start with no tables) — every
 agent has a table; #136 and the 60 s producer ``transaction_timeout_ms`` — no
 transaction spans an LLM call (a debater acks its request at once and calls
@@ -78,8 +85,20 @@ class RoutedTransactionManager(TransactionManager):
 
     async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
         async with self.app.processing:
-            await self.app.producer.buffer.flush()
-            return await super().commit(offsets, start_new_transaction=start_new_transaction)
+            try:
+                return await asyncio.wait_for(self._commit(offsets, start_new_transaction),
+                                              self.app.commit_timeout_s)
+            except asyncio.TimeoutError as exc:
+                # a transaction that cannot commit blocks its partition for good: die, and let
+                # the supervisor's restart fence it (its writes are aborted, then redone)
+                self.log.error("commit of %s did not finish in %.0f s; stopping the worker",
+                               sorted(offsets), self.app.commit_timeout_s)
+                await self.app.crash(exc)
+                return False
+
+    async def _commit(self, offsets: Mapping[TP, int], start_new_transaction: bool) -> bool:
+        await self.app.producer.buffer.flush()
+        return await super().commit(offsets, start_new_transaction=start_new_transaction)
 
 
 def _consumed(app: faust.App, topic: str) -> bool:
@@ -117,8 +136,9 @@ def shorten_recovery_polls() -> None:
 class AgonApp(faust.App):
     """A faust App whose transport uses :class:`RoutedTransactionManager`."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, commit_timeout_s: float = 15.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.commit_timeout_s = commit_timeout_s
         shorten_recovery_polls()
         #: held by a handler for a whole event, and by every commit
         self.processing = asyncio.Lock()

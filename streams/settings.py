@@ -62,6 +62,7 @@ class WorkerSettings(_Section):
     heartbeat_interval_s: float = 0.5
     static_membership: bool = True
     commit_interval_s: float = 0.2
+    commit_timeout_s: float = 15.0
     turn_timeout_s: float = 30.0
     turn_attempts: int = 3
     max_llm_in_flight: int = 64
