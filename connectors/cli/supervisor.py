@@ -37,9 +37,9 @@ class Backoff:
     """Delay before restarting a worker: ``base_s`` × 2^k after k consecutive short runs,
     at most ``cap_s``; a run of ``reset_after_s`` or more clears the streak."""
 
-    base_s: float = 0.5
+    base_s: float = 0.2  # a killed worker's partitions wait for its restart: be quick
     cap_s: float = 30.0
-    reset_after_s: float = 60.0
+    reset_after_s: float = 15.0  # a worker that served this long was not crash-looping
     streak: int = 0
 
     def after_exit(self, uptime_s: float) -> float:
@@ -94,7 +94,7 @@ class Slot:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, *, tick_s: float = 0.5, stop_timeout_s: float = 20.0,
+    def __init__(self, settings: Settings, *, tick_s: float = 0.1, stop_timeout_s: float = 20.0,
                  backoff: Callable[[], Backoff] = Backoff,
                  command: Callable[[str, int], list[str]] = worker_command) -> None:
         self.files = FleetFiles(settings)
