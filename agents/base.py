@@ -7,6 +7,7 @@ few tables, and one ``handle`` method. It knows no Kafka plumbing beyond
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -66,7 +67,10 @@ class Agent:
                 async for event in stream.noack().events():
                     # a commit never falls inside an event: its effects share one transaction
                     async with self.app.processing:
-                        await self.dispatch(event)
+                        # a handler is quick (no LLM call happens in one); one that hangs
+                        # (a send that never completes) would stall its partitions for good
+                        await asyncio.wait_for(self.dispatch(event),
+                                               self.settings.worker.commit_timeout_s)
                         event.ack()
             except Exception as exc:
                 # a worker whose stream died must not linger: exit, be restarted, resume
