@@ -140,9 +140,10 @@ class Debater(Agent):
 
     async def on_drafted(self, draft: dict[str, Any]) -> None:
         debate_id, tid = draft["debate_id"], draft["event_id"]
-        hist = self.history.get(debate_id) or {"turns": [], "taken": [], "pending": {}}
-        if tid in hist["taken"]:
-            log.info("debate=%s turn=%s already taken; draft dropped", debate_id, tid)
+        hist = self.history.get(debate_id)
+        if hist is None or tid not in hist["pending"]:
+            # taken already (a second call's draft), or the debate has ended meanwhile
+            log.info("debate=%s turn=%s is not pending; draft dropped", debate_id, tid)
             return
         hist["turns"].append({"round": draft["round"], "speaker": self.name, "text": draft["text"]})
         hist["taken"].append(tid)
