@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import faust
+from aiokafka.errors import KafkaError
+from faust.exceptions import ProducerSendError
 from faust.types import EventT
 
 from streams import metrics
@@ -83,7 +85,12 @@ class Agent:
             metrics.serve(metrics.port_of(self.settings, self.name, self.worker))
 
     async def dispatch(self, event: EventT) -> None:
-        """Decode and handle one event; bad input goes to dead letters."""
+        """Decode and handle one event (bad input goes to dead letters), then wait until its
+        table writes are with the broker, inside its transaction."""
+        await self._dispatch(event)
+        await self.app.flush_changelog()
+
+    async def _dispatch(self, event: EventT) -> None:
         msg = event.message
         kind = self.kinds[msg.topic]
         try:
@@ -100,6 +107,8 @@ class Agent:
                 raise
             await self.dead_letter(event, f"{record_type} rejected by {self.name}: {exc}")
             metrics.EVENTS.labels(self.name, record_type, "dead_letter").inc()
+        except (KafkaError, ProducerSendError):
+            raise  # the infrastructure failed, not the event: crash, restart, redo
         except Exception as exc:  # a bug for this one event: park it, keep serving the rest
             log.exception("debate=%s %s handler failed", body.get("debate_id"), record_type)
             await self.dead_letter(event, f"{record_type} handler failed in {self.name}: "
@@ -142,9 +151,7 @@ class Agent:
         """Produce outside any transaction, even from within a handler's context, and wait
         for the broker's ack: for what must be durable before the transaction commits."""
         value = self.codec.encode(kind, record_type, body)
-        fut = await self.app.producer.send(topic, body["debate_id"].encode(), value, partition,
-                                           None, None)
-        await fut
+        await self.app.send_untransacted(topic, body["debate_id"].encode(), value, partition)
 
     async def dead_letter(self, event: EventT, reason: str) -> None:
         msg = event.message

@@ -17,6 +17,8 @@ it wrote to the partition on assignment (every earlier message seen by then).
 from __future__ import annotations
 
 import asyncio
+import os
+import uuid
 import logging
 import re
 from typing import Any
@@ -52,6 +54,7 @@ class Debater(Agent):
         self.moderator = next(a.name for a in self.settings.agents if a.role == "moderator")
         self._slots = asyncio.Semaphore(self.settings.worker.max_llm_in_flight)
         self._in_flight: dict[str, asyncio.Task] = {}
+        self._markers: dict[int, str] = {}  # partition -> id of the last Resume we wrote
         self.app.on_partitions_assigned.connect(self.on_assigned)
 
     async def handle(self, record_type: str, body: dict[str, Any], event: Any) -> None:
@@ -93,14 +96,19 @@ class Debater(Agent):
         inbox = self.topics.inbox(self.name)
         for tp in assigned:
             if tp.topic == inbox:
+                marker = f"resume:{self.name}-{self.worker}:{os.getpid()}:{tp.partition}:{uuid.uuid4().hex}"
+                self._markers[tp.partition] = marker
                 await self.send_now(inbox, "inbox", "Resume", {
-                    "debate_id": "", "event_id": f"resume:{tp.partition}:{now_ms()}",
-                    "ts": now_ms(), "partition": tp.partition, "worker": self.app.conf.id},
+                    "debate_id": "", "event_id": marker, "ts": now_ms(),
+                    "partition": tp.partition, "worker": f"{self.name}-{self.worker}"},
                     partition=tp.partition)
 
     def on_resume(self, marker: dict[str, Any]) -> None:
-        """Everything before the marker is seen: a pending turn with no draft by now has
-        none; its call died with the worker that made it. Call the model again."""
+        """Everything before our latest marker is seen: a pending turn with no draft by now
+        has none; its call died with the worker that made it. Call the model again.
+        Another worker's marker, or an older one of ours, says nothing about what we saw."""
+        if marker["event_id"] != self._markers.get(marker["partition"]):
+            return
         for debate_id, hist in list(self.history.items()):
             for req in (hist or {}).get("pending", {}).values():
                 if req["partition"] == marker["partition"] and req["event_id"] not in self._in_flight:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import faust
 
-from streams.eos import AgonApp
+from streams.eos import AgonApp, AgonTable
 from streams.settings import Settings
 from streams.topics import Topics
 
@@ -43,4 +43,5 @@ def make_app(agent: str, settings: Settings, worker: int = 0) -> faust.App:
         table_standby_replicas=1,
         producer_linger=0.0,
         commit_timeout_s=w.commit_timeout_s,
+        Table=AgonTable,
     )

@@ -41,6 +41,26 @@ TransactionManager subclass, installed by :class:`AgonApp`):
    supervisor restarts it, and the restart fences and aborts the stuck
    transaction, whose inputs are then processed again.
 
+6. **A producer forgot the topics it was writing to** (aiokafka 0.14). A
+   fresh producer's metadata covers every topic; its first send to a topic it
+   does not know yet (a new debate's topic) makes it track that topic alone,
+   and the next metadata refresh drops the others: a changelog batch already
+   queued loses its leader and the sender retries for good, so the handler
+   hung. :func:`track` registers every topic before the first send to it.
+7. **A table write could still trail its commit.** The buffer flush of fix 2
+   does not cover a changelog write that faust's buffer task had already
+   taken from the queue; it could land after the commit of the offsets it
+   belongs to. :class:`AgonTable` remembers each write's future and a handler
+   awaits them all (:meth:`AgonApp.flush_changelog`) before its event is acked.
+8. **Local state under exactly-once.** RocksDB keeps a write as soon as it is
+   made, but its transaction may abort (a kill): a worker restarted on the
+   same data directory would serve writes that never happened. Like Kafka
+   Streams after an unclean stop, a worker discards its local tables at start
+   and restores them from the changelogs (``connectors/cli/workers.py``).
+9. **A crash that cannot stop.** A crashed worker's graceful stop flushes its
+   producer, which can hang on the very fault that crashed it; past
+   ``HARD_EXIT_S`` the process exits, so that its supervisor restarts it.
+
 Not biting here, and why: #440 (KeyError at start with no tables) — every
 agent has a table; #136 and the 60 s producer ``transaction_timeout_ms`` — no
 transaction spans an LLM call (a debater acks its request at once and calls
@@ -53,6 +73,8 @@ redoes changes nothing.
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
@@ -63,8 +85,27 @@ from faust.types import TP, TransportT
 from faust.types.tuples import RecordMetadata
 
 
+HARD_EXIT_S = 10.0
+
+
+async def track(producer: Any, topic: str) -> None:
+    """Fix 6: make ``producer`` (an AIOKafkaProducer) keep ``topic`` in its metadata."""
+    client = producer.client
+    if topic not in client._topics:
+        await client.add_topic(topic)
+
+
+class AgonTable(faust.Table):
+    """A table whose changelog writes can be awaited (fix 7)."""
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        fut = super().send_changelog(*args, **kwargs)
+        self.app.unsent_changelog.append(fut)
+        return fut
+
+
 class RoutedTransactionManager(TransactionManager):
-    """faust's TransactionManager with fixes 1–3 above."""
+    """faust's TransactionManager with fixes 1–3 and 6 above."""
 
     def _transactional_id(self, topic: str, partition: int) -> str:
         group = self.app.assignor.group_for_topic(topic)
@@ -80,6 +121,9 @@ class RoutedTransactionManager(TransactionManager):
             event = current_event()
             if event is not None:
                 tid = self._transactional_id(event.message.topic, event.message.partition)
+        aio = self.producer._transaction_producers.get(tid) if tid else self.producer._producer
+        if aio is not None:
+            await track(aio, topic)
         return await self.producer.send(topic, key, value, partition, timestamp, headers,
                                         transactional_id=tid)
 
@@ -139,9 +183,31 @@ class AgonApp(faust.App):
     def __init__(self, *args: Any, commit_timeout_s: float = 15.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.commit_timeout_s = commit_timeout_s
+        self.unsent_changelog: list[asyncio.Future] = []
         shorten_recovery_polls()
         #: held by a handler for a whole event, and by every commit
         self.processing = asyncio.Lock()
+
+    async def flush_changelog(self) -> None:
+        """Wait until every table write made so far is with the broker (fix 7)."""
+        pending, self.unsent_changelog = self.unsent_changelog, []
+        if pending:
+            await asyncio.gather(*pending)
+
+    async def send_untransacted(self, topic: str, key: bytes, value: bytes,
+                                partition: int | None = None) -> None:
+        """Produce outside any transaction and wait for the broker's ack."""
+        await self.producer.maybe_start()
+        await track(self.producer._producer, topic)
+        fut = await self.producer.send(topic, key, value, partition, None, None)
+        await fut
+
+    async def crash(self, reason: BaseException) -> None:
+        """Fix 9: crash, and exit for sure if the graceful stop does not finish."""
+        timer = threading.Timer(HARD_EXIT_S, os._exit, args=(70,))
+        timer.daemon = True
+        timer.start()
+        await super().crash(reason)
 
     def _new_transport(self) -> TransportT:
         transport = super()._new_transport()

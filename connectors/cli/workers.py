@@ -5,6 +5,7 @@ logs under AGON_HOME."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,6 +34,10 @@ def run_worker(agent: str, settings: Settings, index: int = 0) -> None:
 
     ensure_agon_topics(settings)
     app = build(agent, settings, index)
+    if settings.worker.guarantee == "exactly_once":
+        # local RocksDB may hold writes whose transaction aborted: restore from changelogs
+        for tables in Path(app.conf.datadir).glob("v*/tables"):
+            shutil.rmtree(tables)
     # faust creates changelog topics itself, but a first write can race that creation
     changelogs = {t.changelog_topic.get_topic_name(): t.partitions or settings.kafka.partitions
                   for t in app.tables.values()}
