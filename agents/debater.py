@@ -143,6 +143,9 @@ class Debater(Agent):
             log.warning("debate=%s turn=%s failed: %s", debate_id, tid, exc)
             await self.send_now(self.topics.inbox(self.moderator), "inbox", "TurnFailed", {
                 **base, "ts": now_ms(), "reason": str(exc), "retriable": exc.retriable})
+        except Exception:  # the draft could not be kept (broker gone): the turn stays pending,
+            # and the moderator's deadline asks for it again
+            log.exception("debate=%s turn=%s draft lost", debate_id, tid)
         finally:
             self._in_flight.pop(tid, None)
 
