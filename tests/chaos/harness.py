@@ -85,7 +85,8 @@ def run_chaos(debates: int = 12, rounds: int = 3, kills: int = 6, stops: int = 1
                      "broker_restarts": broker_restarts, "workers": workers, "latency_s": latency,
                      "seed": seed, "deadline_s": deadline_s, "partitions": partitions,
                      "concurrency": concurrency,
-                     "session_timeout_s": chaos.settings.worker.session_timeout_s}
+                     "session_timeout_s": getattr(getattr(chaos, "settings", None), "worker", None)
+                     and chaos.settings.worker.session_timeout_s}
     if own and report.ok and not keep:
         shutil.rmtree(path, ignore_errors=True)
     else:
