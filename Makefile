@@ -7,7 +7,7 @@ ROUNDS ?= 8
 # the offline model answers instantly; a little latency makes the demo readable live
 DEMO_LATENCY ?= 0.4
 
-.PHONY: install demo test test-unit down clean
+.PHONY: install demo lint format test test-unit down clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("agon needs Python >= 3.10") if sys.version_info < (3, 10) else None'
@@ -23,10 +23,18 @@ demo: install
 	$(BIN)/agon debate "$(MOTION)" --rounds $(ROUNDS) --follow
 	@echo "the broker and the agents keep running: 'agon status', 'agon down' ($(BIN)/agon)"
 
-test: install
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint
 	$(BIN)/pytest
 
-test-unit: install
+test-unit: lint
 	$(BIN)/pytest -m "not integration"
 
 down:

@@ -2,7 +2,7 @@
 
 An agent is a faust app over its inbox (plus any other source it declares), a
 few tables, and one ``handle`` method. It knows no Kafka plumbing beyond
-``send``; topics, codec and the app come from ``streams/``.
+``send``; topics and codec come from ``agon.schemas``, the app from ``agon.streams``.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 from faust.types import EventT
 
-from streams import metrics
-from streams.codec import Codec
-from streams.errors import AgonError, CodecError
-from streams.settings import AgentSpec, Settings
-from streams.topics import Topics
+from agon.errors import AgonError, CodecError
+from agon.files import write_atomically
+from agon.schemas import Codec, Topics
+from agon.settings import AgentSpec, Settings
+from agon.streams import metrics
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,9 @@ class Agent:
 
     role: ClassVar[str]
 
-    def __init__(self, spec: AgentSpec, settings: Settings, app: faust.App, codec: Codec,
-                 worker: int = 0) -> None:
+    def __init__(
+        self, spec: AgentSpec, settings: Settings, app: faust.App, codec: Codec, worker: int = 0
+    ) -> None:
         self.spec = spec
         self.name = spec.name
         self.settings = settings
@@ -51,8 +52,9 @@ class Agent:
 
     # -- wiring ----------------------------------------------------------------------
     def table(self, name: str) -> faust.Table:
-        return self.app.Table(name, default=None, partitions=self.settings.kafka.partitions,
-                              options={"driver": "rocksdict"})
+        return self.app.Table(
+            name, default=None, partitions=self.settings.kafka.partitions, options={"driver": "rocksdict"}
+        )
 
     def topic(self, name: str) -> faust.TopicT:
         topic = self._topic_cache.get(name)
@@ -71,8 +73,7 @@ class Agent:
                     async with self.app.processing:
                         # a handler is quick (no LLM call happens in one); one that hangs
                         # (a send that never completes) would stall its partitions for good
-                        await asyncio.wait_for(self.dispatch(event),
-                                               self.settings.worker.commit_timeout_s)
+                        await asyncio.wait_for(self.dispatch(event), self.settings.worker.commit_timeout_s)
                         event.ack()
             except Exception as exc:
                 # a worker whose stream died must not linger: exit, be restarted, resume
@@ -111,8 +112,9 @@ class Agent:
             raise  # the infrastructure failed, not the event: crash, restart, redo
         except Exception as exc:  # a bug for this one event: park it, keep serving the rest
             log.exception("debate=%s %s handler failed", body.get("debate_id"), record_type)
-            await self.dead_letter(event, f"{record_type} handler failed in {self.name}: "
-                                          f"{type(exc).__name__}: {exc}")
+            await self.dead_letter(
+                event, f"{record_type} handler failed in {self.name}: {type(exc).__name__}: {exc}"
+            )
             metrics.EVENTS.labels(self.name, record_type, "dead_letter").inc()
 
     async def handle(self, record_type: str, body: dict[str, Any], event: EventT) -> None:
@@ -124,30 +126,36 @@ class Agent:
         operators and the chaos harness (which debates did a killed worker hold?)."""
         inbox = self.topics.inbox(self.name)
         owned = sorted(tp.partition for tp in assigned if tp.topic == inbox)
-        path = Path(self.app.conf.datadir) / "assignment.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid(), "topic": inbox, "partitions": owned,
-                                   "at": time.time()}))
-        tmp.replace(path)
+        write_atomically(
+            Path(self.app.conf.datadir) / "assignment.json",
+            json.dumps({"pid": os.getpid(), "topic": inbox, "partitions": owned, "at": time.time()}),
+        )
         log.info("%s owns inbox partitions %s", self.name, owned)
 
     # -- output ----------------------------------------------------------------------
-    async def send(self, topic: str, kind: str, record_type: str, body: dict[str, Any], *,
-                   wait: bool = False, partition: int | None = None) -> None:
+    async def send(
+        self,
+        topic: str,
+        kind: str,
+        record_type: str,
+        body: dict[str, Any],
+        *,
+        wait: bool = False,
+        partition: int | None = None,
+    ) -> None:
         """Encode and produce an event keyed by its debate id; ``wait`` for the broker's ack.
 
         Within a handler the event joins the input partition's transaction; from a
         timer or a background task it goes out at once, outside any transaction.
         """
         value = self.codec.encode(kind, record_type, body)
-        fut = await self.topic(topic).send(key=body["debate_id"].encode(), value=value,
-                                           partition=partition)
+        fut = await self.topic(topic).send(key=body["debate_id"].encode(), value=value, partition=partition)
         if wait:
             await fut
 
-    async def send_now(self, topic: str, kind: str, record_type: str, body: dict[str, Any], *,
-                       partition: int | None = None) -> None:
+    async def send_now(
+        self, topic: str, kind: str, record_type: str, body: dict[str, Any], *, partition: int | None = None
+    ) -> None:
         """Produce outside any transaction, even from within a handler's context, and wait
         for the broker's ack: for what must be durable before the transaction commits."""
         value = self.codec.encode(kind, record_type, body)
@@ -164,6 +172,5 @@ class Agent:
             ("source.offset", str(msg.offset).encode()),
             ("agent", self.name.encode()),
         ]
-        fut = await self.topic(self.topics.dead_letters).send(key=msg.key, value=msg.value,
-                                                             headers=headers)
+        fut = await self.topic(self.topics.dead_letters).send(key=msg.key, value=msg.value, headers=headers)
         await fut

@@ -17,18 +17,18 @@ it wrote to the partition on assignment (every earlier message seen by then).
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 import logging
+import os
 import re
+import uuid
 from typing import Any
 
-from agents.base import Agent
-from agents.prompts import build_messages
-from connectors.llm.base import LLM, LLMError
-from streams import metrics
-from streams.codec import now_ms
-from streams.errors import AgonError
+from agon.agents.base import Agent
+from agon.agents.llm import LLM
+from agon.agents.prompts import build_messages
+from agon.errors import AgonError, LLMError
+from agon.schemas import now_ms
+from agon.streams import metrics
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class Debater(Agent):
         super().__init__(*args, **kwargs)
         self.llm = llm
         self.history = self.table("history")
-        self.moderator = next(a.name for a in self.settings.agents if a.role == "moderator")
+        self.moderator = self.settings.moderator
         self._slots = asyncio.Semaphore(self.settings.worker.max_llm_in_flight)
         self._in_flight: dict[str, asyncio.Task] = {}
         self._markers: dict[int, str] = {}  # partition -> id of the last Resume we wrote
@@ -76,8 +76,9 @@ class Debater(Agent):
             log.info("debate=%s turn=%s already taken; request ignored", debate_id, tid)
             return
         prev = req["previous"]
-        if prev and not any(t["round"] == prev["round"] and t["speaker"] == prev["speaker"]
-                            for t in hist["turns"]):
+        if prev and not any(
+            t["round"] == prev["round"] and t["speaker"] == prev["speaker"] for t in hist["turns"]
+        ):
             hist["turns"].append(dict(prev))
         hist["stance"] = req["stance"]
         hist["pending"][tid] = {k: v for k, v in req.items() if k != "previous"}
@@ -98,10 +99,19 @@ class Debater(Agent):
             if tp.topic == inbox:
                 marker = f"resume:{self.name}-{self.worker}:{os.getpid()}:{tp.partition}:{uuid.uuid4().hex}"
                 self._markers[tp.partition] = marker
-                await self.send_now(inbox, "inbox", "Resume", {
-                    "debate_id": "", "event_id": marker, "ts": now_ms(),
-                    "partition": tp.partition, "worker": f"{self.name}-{self.worker}"},
-                    partition=tp.partition)
+                await self.send_now(
+                    inbox,
+                    "inbox",
+                    "Resume",
+                    {
+                        "debate_id": "",
+                        "event_id": marker,
+                        "ts": now_ms(),
+                        "partition": tp.partition,
+                        "worker": f"{self.name}-{self.worker}",
+                    },
+                    partition=tp.partition,
+                )
 
     def on_resume(self, marker: dict[str, Any]) -> None:
         """Everything before our latest marker is seen: a pending turn with no draft by now
@@ -118,15 +128,22 @@ class Debater(Agent):
     async def draft(self, req: dict[str, Any], messages: list) -> None:
         debate_id, tid = req["debate_id"], req["event_id"]
         model = req["model"] or self.spec.model or self.settings.llm.model
-        base = {"debate_id": debate_id, "event_id": tid, "ts": 0, "round": req["round"],
-                "speaker": self.name, "attempt": req["attempt"]}
+        base = {
+            "debate_id": debate_id,
+            "event_id": tid,
+            "ts": 0,
+            "round": req["round"],
+            "speaker": self.name,
+            "attempt": req["attempt"],
+        }
         try:
             async with self._slots:
                 log.info("debate=%s turn=%s llm call to %s", debate_id, tid, model)
                 with metrics.LLM_LATENCY.labels(self.name).time():
                     try:
-                        reply = await self.llm.chat(model, messages,
-                                                    timeout=self.settings.worker.turn_timeout_s)
+                        reply = await self.llm.chat(
+                            model, messages, timeout=self.settings.worker.turn_timeout_s
+                        )
                     except LLMError:
                         metrics.LLM_CALLS.labels(self.name, "error").inc()
                         raise
@@ -135,14 +152,29 @@ class Debater(Agent):
             if bad:
                 raise LLMError(bad, retriable=True)
             log.info("debate=%s turn=%s drafted by %s in %d ms", debate_id, tid, model, reply.latency_ms)
-            await self.send_now(self.topics.inbox(self.name), "inbox", "TurnDrafted", {
-                **base, "ts": now_ms(), "text": reply.text.strip(), "model": reply.model,
-                "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
-                "latency_ms": reply.latency_ms}, partition=req["partition"])
+            await self.send_now(
+                self.topics.inbox(self.name),
+                "inbox",
+                "TurnDrafted",
+                {
+                    **base,
+                    "ts": now_ms(),
+                    "text": reply.text.strip(),
+                    "model": reply.model,
+                    "prompt_tokens": reply.prompt_tokens,
+                    "completion_tokens": reply.completion_tokens,
+                    "latency_ms": reply.latency_ms,
+                },
+                partition=req["partition"],
+            )
         except LLMError as exc:
             log.warning("debate=%s turn=%s failed: %s", debate_id, tid, exc)
-            await self.send_now(self.topics.inbox(self.moderator), "inbox", "TurnFailed", {
-                **base, "ts": now_ms(), "reason": str(exc), "retriable": exc.retriable})
+            await self.send_now(
+                self.topics.inbox(self.moderator),
+                "inbox",
+                "TurnFailed",
+                {**base, "ts": now_ms(), "reason": str(exc), "retriable": exc.retriable},
+            )
         except Exception:  # the draft could not be kept (broker gone): the turn stays pending,
             # and the moderator's deadline asks for it again
             log.exception("debate=%s turn=%s draft lost", debate_id, tid)
@@ -161,8 +193,21 @@ class Debater(Agent):
         hist["pending"].pop(tid, None)
         self.history[debate_id] = hist
         stance = hist.get("stance") or self.spec.stance or "FOR"
-        taken = {k: draft[k] for k in ("debate_id", "event_id", "round", "speaker", "text", "model",
-                                       "prompt_tokens", "completion_tokens", "latency_ms", "attempt")}
+        taken = {
+            k: draft[k]
+            for k in (
+                "debate_id",
+                "event_id",
+                "round",
+                "speaker",
+                "text",
+                "model",
+                "prompt_tokens",
+                "completion_tokens",
+                "latency_ms",
+                "attempt",
+            )
+        }
         taken.update(ts=now_ms(), stance=stance)
         await self.send(self.topics.debate(debate_id), "debate", "TurnTaken", taken, wait=True)
         await self.send(self.topics.inbox(self.moderator), "inbox", "TurnTaken", taken, wait=True)

@@ -17,7 +17,8 @@ _STOP = frozenset(
     "it its this that these those i you he she we they my your our their not no so than then "
     "there here which who whom what when where why how all any both each more most other some "
     "such only own same too very can will just do does did has have had would should could may "
-    "might must about into over under again further once because while also yet".split())
+    "might must about into over under again further once because while also yet".split()
+)
 
 
 def words(text: str) -> list[str]:
@@ -35,8 +36,8 @@ def similarity(a: str, b: str) -> float:
     if len(wa) < 3 or len(wb) < 3:
         sa, sb = set(wa), set(wb)
     else:
-        sa = {tuple(wa[i:i + 3]) for i in range(len(wa) - 2)}
-        sb = {tuple(wb[i:i + 3]) for i in range(len(wb) - 2)}
+        sa = {tuple(wa[i : i + 3]) for i in range(len(wa) - 2)}
+        sb = {tuple(wb[i : i + 3]) for i in range(len(wb) - 2)}
     if not sa and not sb:
         return 1.0
     return len(sa & sb) / len(sa | sb)
@@ -64,8 +65,11 @@ def unproductive(turns: list[dict[str, Any]], motion: str) -> str | None:
     last, before = turns[-1], turns[-2]
     if is_empty(last["text"]) and is_empty(before["text"]):
         return "the last two turns were empty"
-    if len(turns) >= 3 and off_topic(last["text"], motion, before["text"]) and off_topic(
-            before["text"], motion, turns[-3]["text"]):
+    if (
+        len(turns) >= 3
+        and off_topic(last["text"], motion, before["text"])
+        and off_topic(before["text"], motion, turns[-3]["text"])
+    ):
         return "the last two turns no longer address the motion"
     by_speaker: dict[str, list[str]] = {}
     for turn in turns:
@@ -84,8 +88,7 @@ def _sentence(text: str, index: int, limit: int = 220) -> str:
     return sentence if len(sentence) <= limit else sentence[: limit - 1].rstrip() + "…"
 
 
-def summarize(motion: str, speakers: list[dict[str, Any]], turns: list[dict[str, Any]],
-              reason: str) -> str:
+def summarize(motion: str, speakers: list[dict[str, Any]], turns: list[dict[str, Any]], reason: str) -> str:
     """An extractive summary: each side's opening and closing point, and why it ended."""
     parts = [f"Motion: {motion}. {len(turns)} turns; ended: {reason}."]
     for spec in speakers:
@@ -94,8 +97,8 @@ def summarize(motion: str, speakers: list[dict[str, Any]], turns: list[dict[str,
         if not own:
             parts.append(f"{spec['agent']} ({side}) made no argument.")
             continue
-        line = f"{spec['agent']} ({side}) opened: \"{_sentence(own[0], 0)}\""
+        line = f'{spec["agent"]} ({side}) opened: "{_sentence(own[0], 0)}"'
         if len(own) > 1:
-            line += f" and closed: \"{_sentence(own[-1], -1)}\""
+            line += f' and closed: "{_sentence(own[-1], -1)}"'
         parts.append(line + ".")
     return " ".join(parts)

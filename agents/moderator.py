@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from agents.base import Agent
-from agents.judging import summarize, unproductive
-from agents.requests import validate_request
-from streams import metrics
-from streams.codec import now_ms
-from streams.errors import AgonError
-from streams.topics import valid_debate_id
+from agon.agents.base import Agent
+from agon.agents.judging import summarize, unproductive
+from agon.agents.requests import validate_request
+from agon.errors import AgonError
+from agon.schemas import now_ms, valid_debate_id
+from agon.streams import metrics
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +54,20 @@ class Moderator(Agent):
         if self.debates.get(debate_id) is not None:
             log.info("debate=%s duplicate request ignored", debate_id)
             return
-        speakers = req["teams"] or [
-            {"agent": a.name, "stance": a.stance, "persona": None, "model": None}
-            for a in self.settings.agents if a.role == "debater"][:2]
-        state = {"motion": req["motion"], "rounds": req["rounds"], "speakers": speakers,
-                 "max_tokens": req["max_tokens"], "status": "running", "round": 1, "turn": 0,
-                 "attempt": 1, "deadline_ms": 0, "tokens": 0, "turns": []}
+        speakers = req["teams"] or self.settings.default_teams()
+        state = {
+            "motion": req["motion"],
+            "rounds": req["rounds"],
+            "speakers": speakers,
+            "max_tokens": req["max_tokens"],
+            "status": "running",
+            "round": 1,
+            "turn": 0,
+            "attempt": 1,
+            "deadline_ms": 0,
+            "tokens": 0,
+            "turns": [],
+        }
         await self.app.topic(self.topics.debate(debate_id), partitions=1, replicas=1).maybe_declare()
         problems = validate_request(req, self.settings)
         if problems:
@@ -68,10 +75,21 @@ class Moderator(Agent):
             self.debates[debate_id] = state
             await self.send_ended(debate_id, state, "REJECTED", "; ".join(problems))
             return
-        await self.send(self.topics.debate(debate_id), "debate", "DebateStarted", {
-            "debate_id": debate_id, "event_id": f"{debate_id}:start", "ts": now_ms(),
-            "motion": req["motion"], "rounds": req["rounds"], "speakers": speakers,
-            "max_tokens": req["max_tokens"]}, wait=True)
+        await self.send(
+            self.topics.debate(debate_id),
+            "debate",
+            "DebateStarted",
+            {
+                "debate_id": debate_id,
+                "event_id": f"{debate_id}:start",
+                "ts": now_ms(),
+                "motion": req["motion"],
+                "rounds": req["rounds"],
+                "speakers": speakers,
+                "max_tokens": req["max_tokens"],
+            },
+            wait=True,
+        )
         log.info("debate=%s started: %r, %d rounds", debate_id, req["motion"], req["rounds"])
         await self.request_turn(debate_id, state)
 
@@ -86,13 +104,26 @@ class Moderator(Agent):
         self.debates[debate_id] = state
         tid = self.expected(debate_id, state)
         log.info("debate=%s turn=%s attempt=%d requested", debate_id, tid, state["attempt"])
-        await self.send(self.topics.inbox(speaker["agent"]), "inbox", "TurnRequested", {
-            "debate_id": debate_id, "event_id": tid, "ts": now_ms(), "motion": state["motion"],
-            "round": state["round"], "speaker": speaker["agent"], "stance": speaker["stance"],
-            "persona": speaker.get("persona"), "model": speaker.get("model"),
-            "attempt": state["attempt"],
-            "previous": None if last is None else {
-                "speaker": last["speaker"], "round": last["round"], "text": last["text"]}})
+        await self.send(
+            self.topics.inbox(speaker["agent"]),
+            "inbox",
+            "TurnRequested",
+            {
+                "debate_id": debate_id,
+                "event_id": tid,
+                "ts": now_ms(),
+                "motion": state["motion"],
+                "round": state["round"],
+                "speaker": speaker["agent"],
+                "stance": speaker["stance"],
+                "persona": speaker.get("persona"),
+                "model": speaker.get("model"),
+                "attempt": state["attempt"],
+                "previous": None
+                if last is None
+                else {"speaker": last["speaker"], "round": last["round"], "text": last["text"]},
+            },
+        )
 
     def current(self, body: dict[str, Any], turn_key: str = "event_id") -> dict[str, Any] | None:
         """The debate's state if ``body`` is about the turn it awaits, else None (stale/duplicate)."""
@@ -109,15 +140,18 @@ class Moderator(Agent):
         if state is None:
             return
         debate_id = turn["debate_id"]
-        state["turns"].append({"round": turn["round"], "speaker": turn["speaker"],
-                               "text": turn["text"]})
+        state["turns"].append({"round": turn["round"], "speaker": turn["speaker"], "text": turn["text"]})
         state["tokens"] += turn["prompt_tokens"] + turn["completion_tokens"]
         state["attempt"] = 1
         last_speaker = state["turn"] == len(state["speakers"]) - 1
         why = unproductive(state["turns"], state["motion"])
         if state["max_tokens"] and state["tokens"] >= state["max_tokens"]:
-            await self.end(debate_id, state, "BUDGET",
-                           f"{state['tokens']} tokens used of a budget of {state['max_tokens']}")
+            await self.end(
+                debate_id,
+                state,
+                "BUDGET",
+                f"{state['tokens']} tokens used of a budget of {state['max_tokens']}",
+            )
         elif why:
             await self.end(debate_id, state, "UNPRODUCTIVE", why)
         elif last_speaker and state["round"] >= state["rounds"]:
@@ -130,8 +164,7 @@ class Moderator(Agent):
     async def on_failed(self, failure: dict[str, Any]) -> None:
         state = self.current(failure)
         if state is not None and failure["attempt"] == state["attempt"]:
-            await self.retry_or_end(failure["debate_id"], state, failure["reason"],
-                                    failure["retriable"])
+            await self.retry_or_end(failure["debate_id"], state, failure["reason"], failure["retriable"])
 
     async def on_deadline(self, tick: dict[str, Any]) -> None:
         state = self.current(tick, turn_key="turn_id")
@@ -139,17 +172,18 @@ class Moderator(Agent):
             reason = f"no turn within {self.settings.worker.turn_timeout_s:g} s"
             await self.retry_or_end(tick["debate_id"], state, reason, True)
 
-    async def retry_or_end(self, debate_id: str, state: dict[str, Any], reason: str,
-                           retriable: bool) -> None:
+    async def retry_or_end(self, debate_id: str, state: dict[str, Any], reason: str, retriable: bool) -> None:
         tid = self.expected(debate_id, state)
         if retriable and state["attempt"] < self.settings.worker.turn_attempts:
-            log.warning("debate=%s turn=%s attempt=%d failed (%s); retrying", debate_id, tid,
-                        state["attempt"], reason)
+            log.warning(
+                "debate=%s turn=%s attempt=%d failed (%s); retrying", debate_id, tid, state["attempt"], reason
+            )
             state["attempt"] += 1
             await self.request_turn(debate_id, state)
         else:
-            await self.end(debate_id, state, "ERROR",
-                           f"turn {tid} failed after {state['attempt']} attempt(s): {reason}")
+            await self.end(
+                debate_id, state, "ERROR", f"turn {tid} failed after {state['attempt']} attempt(s): {reason}"
+            )
 
     # -- end ------------------------------------------------------------------------------
     async def end(self, debate_id: str, state: dict[str, Any], reason: str, detail: str) -> None:
@@ -157,23 +191,36 @@ class Moderator(Agent):
         self.debates[debate_id] = state
         await self.send_ended(debate_id, state, reason, detail)
         for speaker in state["speakers"]:
-            await self.send(self.topics.inbox(speaker["agent"]), "inbox", "DebateEnded",
-                            self.ended_event(debate_id, state, reason, detail))
+            await self.send(
+                self.topics.inbox(speaker["agent"]),
+                "inbox",
+                "DebateEnded",
+                self.ended_event(debate_id, state, reason, detail),
+            )
 
-    def ended_event(self, debate_id: str, state: dict[str, Any], reason: str,
-                    detail: str) -> dict[str, Any]:
+    def ended_event(self, debate_id: str, state: dict[str, Any], reason: str, detail: str) -> dict[str, Any]:
         rounds_done = max((t["round"] for t in state["turns"]), default=0)
-        return {"debate_id": debate_id, "event_id": f"{debate_id}:end", "ts": now_ms(),
-                "reason": reason, "detail": detail,
-                "summary": summarize(state["motion"], state["speakers"], state["turns"], detail),
-                "rounds_completed": rounds_done, "tokens_used": state["tokens"]}
+        return {
+            "debate_id": debate_id,
+            "event_id": f"{debate_id}:end",
+            "ts": now_ms(),
+            "reason": reason,
+            "detail": detail,
+            "summary": summarize(state["motion"], state["speakers"], state["turns"], detail),
+            "rounds_completed": rounds_done,
+            "tokens_used": state["tokens"],
+        }
 
-    async def send_ended(self, debate_id: str, state: dict[str, Any], reason: str,
-                         detail: str) -> None:
+    async def send_ended(self, debate_id: str, state: dict[str, Any], reason: str, detail: str) -> None:
         log.info("debate=%s ended: %s (%s)", debate_id, reason, detail)
         metrics.DEBATES_ENDED.labels(reason).inc()
-        await self.send(self.topics.debate(debate_id), "debate", "DebateEnded",
-                        self.ended_event(debate_id, state, reason, detail), wait=True)
+        await self.send(
+            self.topics.debate(debate_id),
+            "debate",
+            "DebateEnded",
+            self.ended_event(debate_id, state, reason, detail),
+            wait=True,
+        )
 
     # -- deadlines ------------------------------------------------------------------------
     async def check_deadlines(self) -> None:
@@ -186,6 +233,15 @@ class Moderator(Agent):
             if (tid, state["attempt"]) in self._ticked:
                 continue
             self._ticked.add((tid, state["attempt"]))
-            await self.send(self.topics.inbox(self.name), "inbox", "DeadlinePassed", {
-                "debate_id": debate_id, "event_id": f"{tid}:deadline:{state['attempt']}",
-                "ts": now, "turn_id": tid, "attempt": state["attempt"]})
+            await self.send(
+                self.topics.inbox(self.name),
+                "inbox",
+                "DeadlinePassed",
+                {
+                    "debate_id": debate_id,
+                    "event_id": f"{tid}:deadline:{state['attempt']}",
+                    "ts": now,
+                    "turn_id": tid,
+                    "attempt": state["attempt"],
+                },
+            )

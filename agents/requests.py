@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.settings import Settings
-from streams.topics import valid_debate_id
+from agon.schemas import valid_debate_id
+from agon.settings import Settings
 
 MAX_ROUNDS = 50
 MAX_MOTION = 500
@@ -27,7 +27,7 @@ def validate_request(req: dict[str, Any], settings: Settings) -> list[str]:
         problems.append(f"rounds must be between 1 and {MAX_ROUNDS}, not {rounds}")
     if (req.get("max_tokens") or 0) < 0:
         problems.append("max_tokens must be 0 (no budget) or positive")
-    debaters = {a.name for a in settings.agents if a.role == "debater"}
+    debaters = {a.name for a in settings.debaters}
     teams = req.get("teams") or []
     for team in teams:
         if team["agent"] not in debaters:

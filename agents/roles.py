@@ -1,36 +1,42 @@
 """Roles by name: the roster in settings names a role per agent; this maps it to its class.
 
 A new kind of agent (a judge, a fact-checker) is one module here and one entry below,
-plus its line in the roster; ``streams/`` does not change.
+plus its line in the roster; ``agon.streams`` does not change.
 """
 
 from __future__ import annotations
 
-import importlib
-
 import faust
 
-from connectors.llm.factory import make_llm
-from streams.app import make_app
-from streams.codec import Codec
-from streams.settings import Settings
+from agon.agents.base import Agent
+from agon.agents.debater import Debater
+from agon.agents.llm import LLM
+from agon.agents.moderator import Moderator
+from agon.errors import ConfigError
+from agon.schemas import Codec
+from agon.settings import Settings
+from agon.streams.app import make_app
 
-ROLES = {
-    "moderator": "agents.moderator:Moderator",
-    "debater": "agents.debater:Debater",
-}
+__all__ = ["ROLES", "build", "needs_llm"]
 
+ROLES: dict[str, type[Agent]] = {"moderator": Moderator, "debater": Debater}
 NEEDS_LLM = {"debater"}
 
 
-def build(agent: str, settings: Settings, worker: int = 0) -> faust.App:
+def needs_llm(agent: str, settings: Settings) -> bool:
+    """Whether ``agent``'s role calls a language model (and so must be given one)."""
+    return settings.agent(agent).role in NEEDS_LLM
+
+
+def build(agent: str, settings: Settings, worker: int = 0, *, llm: LLM | None = None) -> faust.App:
     """The faust app of one worker of ``agent``, with its role's tables and stream installed."""
     spec = settings.agent(agent)
-    if spec.role not in ROLES:
-        raise KeyError(f"agent {agent!r} has unknown role {spec.role!r} (roles: {', '.join(ROLES)})")
-    module, _, cls_name = ROLES[spec.role].partition(":")
-    cls = getattr(importlib.import_module(module), cls_name)
+    cls = ROLES.get(spec.role)
+    if cls is None:
+        raise ConfigError(f"agent {agent!r} has unknown role {spec.role!r} (roles: {', '.join(ROLES)})")
+    if spec.role in NEEDS_LLM and llm is None:
+        raise ConfigError(f"agent {agent!r} ({spec.role}) needs a language model")
     app = make_app(agent, settings, worker)
-    extra = {"llm": make_llm(settings.llm)} if spec.role in NEEDS_LLM else {}
+    extra = {"llm": llm} if spec.role in NEEDS_LLM else {}
     cls(spec, settings, app, Codec.default(), worker, **extra).install()
     return app

@@ -26,7 +26,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests" / "chaos")]
+sys.path[:0] = [str(REPO / "tests" / "chaos")]  # the chaos harness; agon itself is installed
 
 from harness import run_chaos  # noqa: E402
 
@@ -36,13 +36,24 @@ BEGIN, END = "<!-- takeover:begin -->", "<!-- takeover:end -->"
 
 
 def machine() -> dict[str, object]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[:1]
-    return {"nproc": os.cpu_count(), "memory_gib": round(mem_kb / 2**20, 1), "cpu": cpu,
-            "python": platform.python_version(), "java": java[0] if java else None,
-            "kernel": platform.release()}
+    return {
+        "nproc": os.cpu_count(),
+        "memory_gib": round(mem_kb / 2**20, 1),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "java": java[0] if java else None,
+        "kernel": platform.release(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,9 +72,20 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    report = run_chaos(debates=args.debates, rounds=args.rounds, kills=args.kills, stops=0, broker_restarts=0,
-                       workers=args.workers, latency=args.latency, seed=args.seed, deadline_s=args.deadline,
-                       workdir=args.workdir, keep=args.keep, progress=lambda line: print(line, flush=True))
+    report = run_chaos(
+        debates=args.debates,
+        rounds=args.rounds,
+        kills=args.kills,
+        stops=0,
+        broker_restarts=0,
+        workers=args.workers,
+        latency=args.latency,
+        seed=args.seed,
+        deadline_s=args.deadline,
+        workdir=args.workdir,
+        keep=args.keep,
+        progress=lambda line: print(line, flush=True),
+    )
     print(report.summary())
     kills = report.kills
     result = {
@@ -78,10 +100,14 @@ def main(argv: list[str] | None = None) -> int:
         "error": report.error,
         "violations": [str(v) for v in report.violations[:20]],
         "kills": len(kills),
-        "kills_per_agent": {a: sum(1 for f in kills if f.agent == a) for a in sorted({f.agent for f in kills})},
+        "kills_per_agent": {
+            a: sum(1 for f in kills if f.agent == a) for a in sorted({f.agent for f in kills})
+        },
         "takeover_s": report.takeover,
-        "takeover_by_agent_s": {a: sorted(f.takeover_s for f in kills if f.agent == a and f.takeover_s is not None)
-                                for a in sorted({f.agent for f in kills})},
+        "takeover_by_agent_s": {
+            a: sorted(f.takeover_s for f in kills if f.agent == a and f.takeover_s is not None)
+            for a in sorted({f.agent for f in kills})
+        },
         "kills_without_affected_debate": sum(1 for f in kills if not f.affected),
         "turns_committed": report.turns_committed,
         "llm_calls": report.llm_calls,
@@ -120,12 +146,14 @@ def update_readme(r: dict) -> None:
         f"Invariants: {'all held' if r['passed'] else 'FAILED: ' + (r['error'] or r['violations'][0])}.",
     ]
     if r["workers_pythonpath"]:
-        lines.append(f"Workers ran with PYTHONPATH={r['workers_pythonpath']} (a diagnosis workaround, "
-                     "not agon as committed).")
+        lines.append(
+            f"Workers ran with PYTHONPATH={r['workers_pythonpath']} (a diagnosis workaround, "
+            "not agon as committed)."
+        )
     lines.append(END)
     text = README.read_text() if README.exists() else "# Benchmarks\n"
     if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + "\n".join(lines) + text[text.index(END) + len(END):]
+        text = text[: text.index(BEGIN)] + "\n".join(lines) + text[text.index(END) + len(END) :]
     else:
         text = text.rstrip() + "\n\n" + "\n".join(lines) + "\n"
     README.write_text(text)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import faust
 
-from streams.eos import AgonApp, AgonTable
-from streams.settings import Settings
-from streams.topics import Topics
+from agon.schemas.topics import Topics
+from agon.settings import Settings
+from agon.streams.eos import AgonApp, AgonTable
 
 
 def make_app(agent: str, settings: Settings, worker: int = 0) -> faust.App:

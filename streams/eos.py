@@ -2,9 +2,10 @@
 
 faust's ``processing_guarantee="exactly_once"`` keeps one transactional
 producer per input partition (``{app id}-{topic group}-{partition}``) and
-commits each partition's offsets inside its transaction. Three things break
-that contract for agon, each fixed here through faust's extension points (a
-TransactionManager subclass, installed by :class:`AgonApp`):
+commits each partition's offsets inside its transaction. The numbered list
+below is every way that contract broke for agon, each with its fix, made
+through faust's extension points (a TransactionManager subclass installed by
+:class:`AgonApp`, a Table subclass) or, where faust has none, named here:
 
 1. **Outputs picked the wrong transaction.** faust chooses the transaction
    from the *destination* topic and partition (``TransactionManager.send``),
@@ -26,14 +27,12 @@ TransactionManager subclass, installed by :class:`AgonApp`):
    it could commit an event's first output before the event's table write and
    offset. Handlers and commits here share one lock (:attr:`AgonApp.
    processing`): a transaction holds whole events only.
-
 4. **Every takeover waited 10 s in table recovery.** Under exactly-once a
    changelog partition ends with a transaction marker, which a consumer never
    sees as a message, so faust's recovery never reaches the high watermark by
    reading; it notices (``detect_aborted_tx``) only after two idle polls of a
    fixed 5 s each. :func:`shorten_recovery_polls` makes that poll 0.25 s, the
    one ``asyncio.wait_for`` in ``faust.tables.recovery`` with that timeout.
-
 5. **A commit that never returns.** Seen once under test: a worker's first
    transaction never committed and nothing was logged; its partitions stalled
    until the debates timed out. A commit now has a deadline
@@ -56,7 +55,7 @@ TransactionManager subclass, installed by :class:`AgonApp`):
    made, but its transaction may abort (a kill): a worker restarted on the
    same data directory would serve writes that never happened. Like Kafka
    Streams after an unclean stop, a worker discards its local tables at start
-   and restores them from the changelogs (``connectors/cli/workers.py``).
+   and restores them from the changelogs (:func:`discard_local_tables`).
 9. **A crash that cannot stop.** A crashed worker's graceful stop flushes its
    producer, which can hang on the very fault that crashed it; past
    ``HARD_EXIT_S`` the process exits, so that its supervisor restarts it.
@@ -74,8 +73,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import threading
 from collections.abc import Awaitable, Mapping
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -84,6 +85,7 @@ from faust.transport.consumer import TransactionManager
 from faust.types import TP, TransportT
 from faust.types.tuples import RecordMetadata
 
+__all__ = ["AgonApp", "AgonTable", "discard_local_tables", "track"]
 
 HARD_EXIT_S = 10.0
 
@@ -111,9 +113,17 @@ class RoutedTransactionManager(TransactionManager):
         group = self.app.assignor.group_for_topic(topic)
         return f"{self.app.conf.id}-{group}-{partition}"
 
-    async def send(self, topic: str, key: bytes | None, value: bytes | None,
-                   partition: int | None, timestamp: float | None, headers: Any,
-                   *, transactional_id: str | None = None) -> Awaitable[RecordMetadata]:
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+        *,
+        transactional_id: str | None = None,
+    ) -> Awaitable[RecordMetadata]:
         tid = None
         if partition is not None and _consumed(self.app, topic):  # a changelog write
             tid = self._transactional_id(topic, partition)
@@ -124,25 +134,37 @@ class RoutedTransactionManager(TransactionManager):
         aio = self.producer._transaction_producers.get(tid) if tid else self.producer._producer
         if aio is not None:
             await track(aio, topic)
-        return await self.producer.send(topic, key, value, partition, timestamp, headers,
-                                        transactional_id=tid)
+        return await self.producer.send(
+            topic, key, value, partition, timestamp, headers, transactional_id=tid
+        )
 
     async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
         async with self.app.processing:
             try:
-                return await asyncio.wait_for(self._commit(offsets, start_new_transaction),
-                                              self.app.commit_timeout_s)
+                return await asyncio.wait_for(
+                    self._commit(offsets, start_new_transaction), self.app.commit_timeout_s
+                )
             except asyncio.TimeoutError as exc:
                 # a transaction that cannot commit blocks its partition for good: die, and let
                 # the supervisor's restart fence it (its writes are aborted, then redone)
-                self.log.error("commit of %s did not finish in %.0f s; stopping the worker",
-                               sorted(offsets), self.app.commit_timeout_s)
+                self.log.error(
+                    "commit of %s did not finish in %.0f s; stopping the worker",
+                    sorted(offsets),
+                    self.app.commit_timeout_s,
+                )
                 await self.app.crash(exc)
                 return False
 
     async def _commit(self, offsets: Mapping[TP, int], start_new_transaction: bool) -> bool:
         await self.app.producer.buffer.flush()
         return await super().commit(offsets, start_new_transaction=start_new_transaction)
+
+
+def discard_local_tables(app: faust.App) -> None:
+    """Fix 8: drop the RocksDB tables under the app's data directory (before it starts), so
+    that they are restored from their changelogs, where only committed writes are."""
+    for tables in Path(app.conf.datadir).glob("v*/tables"):
+        shutil.rmtree(tables)
 
 
 def _consumed(app: faust.App, topic: str) -> bool:
@@ -194,8 +216,9 @@ class AgonApp(faust.App):
         if pending:
             await asyncio.gather(*pending)
 
-    async def send_untransacted(self, topic: str, key: bytes, value: bytes,
-                                partition: int | None = None) -> None:
+    async def send_untransacted(
+        self, topic: str, key: bytes, value: bytes, partition: int | None = None
+    ) -> None:
         """Produce outside any transaction and wait for the broker's ack."""
         await self.producer.maybe_start()
         await track(self.producer._producer, topic)

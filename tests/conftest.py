@@ -15,10 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from helpers import TEST_PORT
-from streams.settings import REPO_ROOT, Settings
 
+from agon.settings import REPO_ROOT, Settings
 
 
 def _docker_answers() -> bool:
@@ -42,7 +41,7 @@ def kafka_bootstrap() -> Iterator[str]:
         with KafkaContainer("apache/kafka:4.3.1").with_kraft() as kafka:
             yield kafka.get_bootstrap_server()
         return
-    from streams.broker import LocalBroker
+    from agon.streams.local.broker import LocalBroker
 
     broker = LocalBroker(test_settings(REPO_ROOT / ".agon-test"))
     ours = not broker.status().reachable  # never stop a broker another session started
@@ -74,12 +73,18 @@ def namespace() -> str:
 
 
 @pytest.fixture
-def agon_env(kafka_bootstrap: str, namespace: str, tmp_path: Path,
-             monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def agon_env(
+    kafka_bootstrap: str, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
     """AGON_* variables for this test (set in os.environ too, so workers inherit them)."""
-    env = {"AGON_HOME": str(tmp_path / "home"), "AGON_NAMESPACE": namespace,
-           "AGON_KAFKA_BOOTSTRAP": kafka_bootstrap, "AGON_KAFKA_PARTITIONS": "4",
-           "AGON_BROKER_PORT": str(TEST_PORT), "AGON_BROKER_CONTROLLER_PORT": str(TEST_PORT + 1)}
+    env = {
+        "AGON_HOME": str(tmp_path / "home"),
+        "AGON_NAMESPACE": namespace,
+        "AGON_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "AGON_KAFKA_PARTITIONS": "4",
+        "AGON_BROKER_PORT": str(TEST_PORT),
+        "AGON_BROKER_CONTROLLER_PORT": str(TEST_PORT + 1),
+    }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.cli.workers import Fleet
-from streams.settings import Settings
+from agon.settings import Settings
+from agon.streams.local.fleet import Fleet
 
 TEST_PORT = 19092  # the session broker's port when the local launcher runs it
 
@@ -30,14 +30,20 @@ def wait_for(check: Callable[[], object], timeout_s: float, what: str, every_s: 
 
 
 @contextlib.contextmanager
-def running_fleet(bootstrap: str, home: Path, agents: list[str] | None = None, workers: int = 1,
-                  **overrides: str) -> Iterator[Settings]:
+def running_fleet(
+    bootstrap: str, home: Path, agents: list[str] | None = None, workers: int = 1, **overrides: str
+) -> Iterator[Settings]:
     """Start ``workers`` workers per agent (default: the roster) under a supervisor in a fresh
     namespace; stop them all afterwards."""
-    env = {"AGON_HOME": str(home), "AGON_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
-           "AGON_KAFKA_BOOTSTRAP": bootstrap, "AGON_KAFKA_PARTITIONS": "4",
-           "AGON_BROKER_PORT": str(TEST_PORT), "AGON_BROKER_CONTROLLER_PORT": str(TEST_PORT + 1),
-           **overrides}
+    env = {
+        "AGON_HOME": str(home),
+        "AGON_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
+        "AGON_KAFKA_BOOTSTRAP": bootstrap,
+        "AGON_KAFKA_PARTITIONS": "4",
+        "AGON_BROKER_PORT": str(TEST_PORT),
+        "AGON_BROKER_CONTROLLER_PORT": str(TEST_PORT + 1),
+        **overrides,
+    }
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():
             mp.setenv(key, value)

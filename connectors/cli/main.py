@@ -1,7 +1,7 @@
 """`agon`: run the local broker and the agents, start debates, follow them.
 
 Every command reads its settings once from the environment (AGON_*); see
-streams/settings.py for the names.
+agon/settings.py for the names.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from streams.errors import AgonError
+from agon.errors import AgonError
 
 EPILOG = """\
 examples:
@@ -29,18 +29,28 @@ settings come from the environment, e.g. AGON_HOME (default .agon), AGON_KAFKA_B
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="agon", description="Multi-agent debates on Apache Kafka.",
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="agon",
+        description="Multi-agent debates on Apache Kafka.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     b = sub.add_parser("broker", help="the local single-node Kafka broker (KRaft, no Docker)")
     b.add_argument("action", choices=["up", "down", "status"])
 
-    u = sub.add_parser("up", help="start the broker if none answers, then N workers per agent "
-                                  "under a supervisor")
-    u.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="workers per agent (default 1), each with its own data directory; the "
-                        "supervisor restarts any that dies, and a second `up` starts only what is missing")
+    u = sub.add_parser(
+        "up", help="start the broker if none answers, then N workers per agent under a supervisor"
+    )
+    u.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="workers per agent (default 1), each with its own data directory; the "
+        "supervisor restarts any that dies, and a second `up` starts only what is missing",
+    )
     d = sub.add_parser("down", help="stop the supervisor, the agents' workers and the broker agon started")
     d.add_argument("--keep-broker", action="store_true", help="leave the broker running")
     sub.add_parser("status", help="what runs: broker, supervisor and each worker")
@@ -55,8 +65,12 @@ def parser() -> argparse.ArgumentParser:
     db.add_argument("--id", dest="debate_id", help="the debate id (default: time + random)")
     db.add_argument("--model", help="the model both teams use (default: each agent's own)")
     db.add_argument("--max-tokens", type=int, default=0, help="token budget; 0 means none")
-    db.add_argument("--follow", action=argparse.BooleanOptionalAction, default=None,
-                    help="print the debate live until it ends (default: on a terminal)")
+    db.add_argument(
+        "--follow",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="print the debate live until it ends (default: on a terminal)",
+    )
     db.add_argument("--json", action="store_true", help="print events as JSON lines")
 
     t = sub.add_parser("tail", help="follow a debate's topic from its beginning (read_committed)")
@@ -65,15 +79,16 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the debate to start")
 
     r = sub.add_parser("request", help="produce a DebateRequested from JSON on stdin (for scripts)")
-    r.add_argument("--raw", action="store_true",
-                   help="skip the client-side checks; the moderator judges the request")
+    r.add_argument(
+        "--raw", action="store_true", help="skip the client-side checks; the moderator judges the request"
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        from streams.settings import Settings
+        from agon.settings import Settings
 
         settings = Settings()
     except ValidationError as exc:
@@ -89,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_broker(args: argparse.Namespace, settings: Any) -> int:
-    from streams.broker import LocalBroker
+    from agon.streams.local.broker import LocalBroker
 
     broker = LocalBroker(settings)
     if args.action == "up":
@@ -104,8 +119,8 @@ def cmd_broker(args: argparse.Namespace, settings: Any) -> int:
 
 
 def cmd_up(args: argparse.Namespace, settings: Any) -> int:
-    from connectors.cli.workers import Fleet
-    from streams.broker import LocalBroker
+    from agon.streams.local.broker import LocalBroker
+    from agon.streams.local.fleet import Fleet
 
     if args.workers < 1:
         print(f"agon: --workers must be 1 or more, not {args.workers}", file=sys.stderr)
@@ -119,22 +134,24 @@ def cmd_up(args: argparse.Namespace, settings: Any) -> int:
 
 
 def cmd_down(args: argparse.Namespace, settings: Any) -> int:
-    from connectors.cli.workers import Fleet
-    from streams.broker import LocalBroker
+    from agon.streams.local.broker import LocalBroker
+    from agon.streams.local.fleet import Fleet
 
     fleet = Fleet(settings)
     supervisor = fleet.supervisor()
     stopped = fleet.down()
-    print(f"stopped {len(stopped)} worker(s)" + (f" and the supervisor (pid {supervisor})"
-                                                 if supervisor else ""))
+    print(
+        f"stopped {len(stopped)} worker(s)"
+        + (f" and the supervisor (pid {supervisor})" if supervisor else "")
+    )
     if not args.keep_broker and LocalBroker(settings).down():
         print("broker stopped")
     return 0
 
 
 def cmd_status(args: argparse.Namespace, settings: Any) -> int:
-    from connectors.cli.workers import Fleet
-    from streams.broker import LocalBroker
+    from agon.streams.local.broker import LocalBroker
+    from agon.streams.local.fleet import Fleet
 
     broker = LocalBroker(settings).status()
     fleet = Fleet(settings)
@@ -148,30 +165,26 @@ def cmd_status(args: argparse.Namespace, settings: Any) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Any) -> int:
-    from connectors.cli.workers import run_worker
+    from agon.agents.roles import build, needs_llm
+    from agon.connectors.llm.factory import make_llm
+    from agon.streams.worker import run_worker
 
-    try:
-        settings.agent(args.agent)
-    except KeyError as exc:
-        raise AgonError(exc.args[0]) from exc
-    run_worker(args.agent, settings, args.index)
+    llm = make_llm(settings.llm) if needs_llm(args.agent, settings) else None
+    run_worker(build(args.agent, settings, args.index, llm=llm), settings)
     return 0
 
 
 def cmd_debate(args: argparse.Namespace, settings: Any) -> int:
-    from connectors.transcript import new_request
+    from agon.connectors.transcript import new_request
 
-    teams = []
-    if args.model:
-        teams = [{"agent": a.name, "stance": a.stance, "persona": a.persona or None, "model": args.model}
-                 for a in settings.agents if a.role == "debater"][:2]
+    teams = settings.default_teams(args.model) if args.model else []
     req = new_request(args.motion, args.rounds, args.debate_id, teams, args.max_tokens)
     follow = sys.stdout.isatty() if args.follow is None else args.follow
     return _submit(req, settings, follow=follow, as_json=args.json)
 
 
 def cmd_request(args: argparse.Namespace, settings: Any) -> int:
-    from connectors.transcript import new_request
+    from agon.connectors.transcript import new_request
 
     try:
         given = json.load(sys.stdin)
@@ -179,14 +192,20 @@ def cmd_request(args: argparse.Namespace, settings: Any) -> int:
         raise AgonError(f"stdin is not JSON: {exc}") from exc
     if not isinstance(given, dict):
         raise AgonError("stdin must hold one JSON object with at least a motion")
-    req = new_request(given.get("motion", ""), given.get("rounds", 8), given.get("debate_id"),
-                      given.get("teams"), given.get("max_tokens", 0), given.get("requested_by", "script"))
+    req = new_request(
+        given.get("motion", ""),
+        given.get("rounds", 8),
+        given.get("debate_id"),
+        given.get("teams"),
+        given.get("max_tokens", 0),
+        given.get("requested_by", "script"),
+    )
     return _submit(req, settings, follow=False, as_json=True, check=not args.raw)
 
 
 def _submit(req: dict[str, Any], settings: Any, *, follow: bool, as_json: bool, check: bool = True) -> int:
-    from agents.requests import validate_request
-    from connectors.transcript import send_request
+    from agon.agents.requests import validate_request
+    from agon.connectors.transcript import send_request
 
     problems = validate_request(req, settings) if check else []
     if problems:
@@ -208,7 +227,7 @@ def cmd_tail(args: argparse.Namespace, settings: Any) -> int:
 def _follow(settings: Any, debate_id: str, as_json: bool, wait_s: float = 120.0) -> int:
     from rich.console import Console
 
-    from connectors.transcript import follow, render
+    from agon.connectors.transcript import follow, render
 
     console = Console()
     ended = None
@@ -225,8 +244,13 @@ def _err(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-COMMANDS = {"broker": cmd_broker, "up": cmd_up, "down": cmd_down, "status": cmd_status,
-            "worker": cmd_worker, "debate": cmd_debate, "tail": cmd_tail, "request": cmd_request}
-
-if __name__ == "__main__":
-    sys.exit(main())
+COMMANDS = {
+    "broker": cmd_broker,
+    "up": cmd_up,
+    "down": cmd_down,
+    "status": cmd_status,
+    "worker": cmd_worker,
+    "debate": cmd_debate,
+    "tail": cmd_tail,
+    "request": cmd_request,
+}

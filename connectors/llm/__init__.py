@@ -1,1 +1,7 @@
-"""One small async interface to language models (``base.LLM``) and its backends: ``offline``, ``ollama``."""
+"""Language-model backends behind :class:`agon.agents.llm.LLM`: ``offline`` and ``ollama``."""
+
+from agon.connectors.llm.factory import make_llm
+from agon.connectors.llm.offline import OfflineLLM
+from agon.connectors.llm.ollama import OllamaLLM
+
+__all__ = ["OfflineLLM", "OllamaLLM", "make_llm"]

@@ -1,11 +1,13 @@
-"""Build the configured language model from :class:`streams.settings.LLMSettings`."""
+"""Build the configured language model from :class:`agon.settings.LLMSettings`."""
 
 from __future__ import annotations
 
-from connectors.llm.base import LLM
-from connectors.llm.offline import OfflineLLM
-from connectors.llm.ollama import OllamaLLM
-from streams.settings import LLMSettings
+from agon.agents.llm import LLM
+from agon.connectors.llm.offline import OfflineLLM
+from agon.connectors.llm.ollama import OllamaLLM
+from agon.settings import LLMSettings
+
+__all__ = ["make_llm"]
 
 
 def make_llm(settings: LLMSettings) -> LLM:

@@ -23,7 +23,7 @@ import re
 import time
 from collections.abc import Sequence
 
-from connectors.llm.base import LLMError, Message, Reply
+from agon.agents.llm import LLMError, Message, Reply
 
 _MODES = {"offline": "normal", "offline:repeat": "repeat", "offline:empty": "empty", "offline:fail": "fail"}
 _MOTION = re.compile(r"^\s*Motion:\s*(.+?)\s*$", re.MULTILINE | re.IGNORECASE)
@@ -117,15 +117,15 @@ class OfflineLLM:
         self.seed = seed
         self._faults = random.Random(seed)
 
-    async def chat(
-        self, model: str, messages: Sequence[Message], *, timeout: float | None = None
-    ) -> Reply:
+    async def chat(self, model: str, messages: Sequence[Message], *, timeout: float | None = None) -> Reply:
         started = time.monotonic()
         mode = _mode(model)
         try:
             text = await asyncio.wait_for(self._answer(mode, model, messages), timeout)
         except asyncio.TimeoutError as exc:
-            raise LLMError(f"offline model {model!r} did not answer within {timeout}s", retriable=True) from exc
+            raise LLMError(
+                f"offline model {model!r} did not answer within {timeout}s", retriable=True
+            ) from exc
         return Reply(
             text=text,
             model=model,

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import httpx
 from ollama import AsyncClient, ResponseError
 
-from connectors.llm.base import LLMError, Message, Reply
+from agon.agents.llm import LLMError, Message, Reply
 
 BACKOFF_S = 0.2
 _NETWORK_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, ConnectionError)
@@ -34,9 +34,7 @@ class OllamaLLM:
         self.stream = stream
         self._client = AsyncClient(host=host, timeout=timeout_s)
 
-    async def chat(
-        self, model: str, messages: Sequence[Message], *, timeout: float | None = None
-    ) -> Reply:
+    async def chat(self, model: str, messages: Sequence[Message], *, timeout: float | None = None) -> Reply:
         """Ask ``model``; ``timeout`` bounds the whole call, retries included."""
         started = time.monotonic()
         payload = [{"role": m.role, "content": m.content} for m in messages]
@@ -59,7 +57,9 @@ class OllamaLLM:
                 return await self._once(model, payload, started)
             except ResponseError as exc:
                 if not _retriable_status(exc.status_code):
-                    raise LLMError(f"ollama at {self.host} rejected model {model!r}: {exc}", retriable=False) from exc
+                    raise LLMError(
+                        f"ollama at {self.host} rejected model {model!r}: {exc}", retriable=False
+                    ) from exc
                 last = exc
             except _NETWORK_ERRORS as exc:
                 last = exc
@@ -72,7 +72,9 @@ class OllamaLLM:
 
     async def _once(self, model: str, payload: list[dict[str, str]], started: float) -> Reply:
         if self.stream:
-            chunks = [chunk async for chunk in await self._client.chat(model=model, messages=payload, stream=True)]
+            chunks = [
+                chunk async for chunk in await self._client.chat(model=model, messages=payload, stream=True)
+            ]
             if not chunks:
                 raise ValueError("the stream ended without a chunk")
             final = chunks[-1]

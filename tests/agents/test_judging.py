@@ -1,4 +1,4 @@
-from agents.judging import off_topic, similarity, summarize, unproductive
+from agon.agents.judging import off_topic, similarity, summarize, unproductive
 
 MOTION = "AI's impact on the job market is positive"
 A1 = "AI creates new kinds of work, as every wave of automation did before it."
@@ -39,7 +39,11 @@ def test_turns_that_leave_the_motion_are_off_topic():
 
 
 def test_summary_names_each_side_and_the_reason():
-    text = summarize(MOTION, [{"agent": "a", "stance": "FOR"}, {"agent": "b", "stance": "AGAINST"}],
-                     turns(("a", A1), ("b", B1), ("a", A2)), "all 2 rounds were held")
+    text = summarize(
+        MOTION,
+        [{"agent": "a", "stance": "FOR"}, {"agent": "b", "stance": "AGAINST"}],
+        turns(("a", A1), ("b", B1), ("a", A2)),
+        "all 2 rounds were held",
+    )
     assert "a (for) opened" in text and "b (against) opened" in text
     assert "all 2 rounds were held" in text and "Productivity gains" in text

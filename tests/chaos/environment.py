@@ -46,4 +46,3 @@ def link_jars(home: Path) -> None:
             libs.parent.mkdir(parents=True, exist_ok=True)
             libs.symlink_to(source, target_is_directory=True)
             return
-

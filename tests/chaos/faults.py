@@ -12,15 +12,15 @@ import signal
 import time
 from typing import Any
 
-from connectors.cli.workers import Fleet
-from streams.broker import LocalBroker
-from streams.settings import Settings
-
 from environment import AGENTS
 from observe import DebateView, Observer
 from records import partition_of
 from report import Fault
 from worker_logs import WorkerLogs
+
+from agon.settings import Settings
+from agon.streams.local.broker import LocalBroker
+from agon.streams.local.fleet import Fleet
 
 
 class FaultInjection:
@@ -65,8 +65,10 @@ class FaultInjection:
         stops = iter(self.stop_agents)
         for n, kind in enumerate(self.schedule, 1):
             if not self.wait(self.ready_for_fault, 120):
-                self.say(f"no debate in flight or a worker not ready: {len(self.schedule) - n + 1} fault(s) "
-                         "not injected")
+                self.say(
+                    f"no debate in flight or a worker not ready: {len(self.schedule) - n + 1} fault(s) "
+                    "not injected"
+                )
                 break
             if self.remaining() < 60:
                 self.say("deadline near: no more faults")
@@ -115,6 +117,7 @@ class FaultInjection:
     def pick(self, agent: str) -> tuple[Any, list[int], list[str], list[str]] | None:
         """A ready worker of ``agent``, preferring one with an LLM call running (debaters) or
         with debates awaiting it on its partitions."""
+
         def candidates() -> list[tuple[int, Any, list[int], list[str], list[str]]]:
             views = self.observer.snapshot()
             committed = {t for v in views.values() for t in v.turns}
@@ -145,11 +148,14 @@ class FaultInjection:
         w, parts, hit, busy = picked
         wall = time.time()
         os.kill(w.pid, signal.SIGKILL)
-        fault = Fault("kill", round(time.monotonic() - self.t0, 2), wall, agent, w.name, w.pid, parts,
-                      hit, busy)
+        fault = Fault(
+            "kill", round(time.monotonic() - self.t0, 2), wall, agent, w.name, w.pid, parts, hit, busy
+        )
         self.faults.append(fault)
-        self.say(f"SIGKILL {w.name} (pid {w.pid}, partitions {parts}); in flight {busy or '-'}; "
-                 f"affected {hit or '-'}")
+        self.say(
+            f"SIGKILL {w.name} (pid {w.pid}, partitions {parts}); in flight {busy or '-'}; "
+            f"affected {hit or '-'}"
+        )
         self.await_recovery(fault)
 
     def stop(self, agent: str) -> None:
@@ -161,11 +167,23 @@ class FaultInjection:
         pause = self.settings.worker.session_timeout_s + 2.0
         wall = time.time()
         os.kill(w.pid, signal.SIGSTOP)
-        fault = Fault("stop", round(time.monotonic() - self.t0, 2), wall, agent, w.name, w.pid, parts,
-                      hit, busy, duration_s=pause)
+        fault = Fault(
+            "stop",
+            round(time.monotonic() - self.t0, 2),
+            wall,
+            agent,
+            w.name,
+            w.pid,
+            parts,
+            hit,
+            busy,
+            duration_s=pause,
+        )
         self.faults.append(fault)
-        self.say(f"SIGSTOP {w.name} (pid {w.pid}, partitions {parts}) for {pause:g} s; in flight "
-                 f"{busy or '-'}; affected {hit or '-'}")
+        self.say(
+            f"SIGSTOP {w.name} (pid {w.pid}, partitions {parts}) for {pause:g} s; in flight "
+            f"{busy or '-'}; affected {hit or '-'}"
+        )
         try:
             self.wait(lambda: False, pause)
         finally:
@@ -176,8 +194,7 @@ class FaultInjection:
 
     def restart_broker(self) -> None:
         wall, mono = time.time(), time.monotonic()
-        self.faults.append(Fault("broker", round(mono - self.t0, 2), wall,
-                                 affected=self.running()))
+        self.faults.append(Fault("broker", round(mono - self.t0, 2), wall, affected=self.running()))
         self.say("broker restart: stopping it (SIGTERM)")
         self.broker_down = True
         try:
@@ -201,14 +218,16 @@ class FaultInjection:
             if any(w.pid is None or not w.ready for w in self.fleet.workers()):
                 return False
             if fault.kind == "broker":
-                return self.observer.first_turn_after(self.broker_back[-1][0]) is not None \
-                    or not self.running()
-            return not fault.affected or self.observer.first_step_after(
-                set(fault.affected), fault.agent, fault.wall) is not None
+                return (
+                    self.observer.first_turn_after(self.broker_back[-1][0]) is not None or not self.running()
+                )
+            return (
+                not fault.affected
+                or self.observer.first_step_after(set(fault.affected), fault.agent, fault.wall) is not None
+            )
 
         if self.wait(recovered, 90.0):
             fault.recovered_s = round(time.monotonic() - mono0, 2)
             self.say(f"recovered in {fault.recovered_s:.1f} s")
         else:
             self.say(f"not recovered after 90 s from the {fault.kind} (the final checks will tell)")
-

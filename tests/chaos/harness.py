@@ -5,7 +5,7 @@ nothing else) and N workers per agent under agon's supervisor, requests debates 
 offline model with latency, and injects one fault at a time while debates are in flight:
 SIGKILL of a worker (preferring one in the middle of a turn, spread over every agent),
 SIGSTOP of a worker for longer than the session timeout, a broker restart. It waits for
-every debate to end, then checks DESIGN.md's guarantees by reading the topics afresh with
+every debate to end, then checks docs/design.md's guarantees by reading the topics afresh with
 a read_committed consumer:
 
 (a) every debate ended, with reason ROUNDS (nothing else should end one);
@@ -51,22 +51,31 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # run as a script: python tests/chaos/harness.py
-    sys.path.insert(0, str(REPO))
-
-from environment import AGENTS  # noqa: E402
-from report import ChaosReport  # noqa: E402
-from run import Chaos, Progress  # noqa: E402
+from environment import AGENTS
+from report import ChaosReport
+from run import Chaos, Progress
 
 __all__ = ["AGENTS", "ChaosReport", "main", "run_chaos"]
 
 
-def run_chaos(debates: int = 12, rounds: int = 3, kills: int = 6, stops: int = 1, broker_restarts: int = 1,
-              workers: int = 2, latency: float = 1.0, seed: int | None = None, workdir: Path | str | None = None,
-              deadline_s: float = 600.0, partitions: int = 4, concurrency: int = 4,
-              gap_s: tuple[float, float] = (1.0, 3.0), keep: bool | None = None,
-              log_level: str = "INFO", progress: Progress = print) -> ChaosReport:
+def run_chaos(
+    debates: int = 12,
+    rounds: int = 3,
+    kills: int = 6,
+    stops: int = 1,
+    broker_restarts: int = 1,
+    workers: int = 2,
+    latency: float = 1.0,
+    seed: int | None = None,
+    workdir: Path | str | None = None,
+    deadline_s: float = 600.0,
+    partitions: int = 4,
+    concurrency: int = 4,
+    gap_s: tuple[float, float] = (1.0, 3.0),
+    keep: bool | None = None,
+    log_level: str = "INFO",
+    progress: Progress = print,
+) -> ChaosReport:
     """Run debates under faults and check the invariants; see the module's docstring.
 
     ``workdir`` holds the broker's and the workers' state and logs (default: a new temp dir,
@@ -76,17 +85,39 @@ def run_chaos(debates: int = 12, rounds: int = 3, kills: int = 6, stops: int = 1
     own = workdir is None
     path = Path(tempfile.mkdtemp(prefix="agon-chaos-")) if own else Path(workdir)
     path.mkdir(parents=True, exist_ok=True)
-    chaos = Chaos(debates=debates, rounds=rounds, kills=kills, stops=stops, broker_restarts=broker_restarts,
-                  workers=workers, latency=latency, seed=seed, workdir=path, deadline_s=deadline_s,
-                  partitions=partitions, concurrency=concurrency, gap_s=gap_s, log_level=log_level,
-                  progress=progress)
+    chaos = Chaos(
+        debates=debates,
+        rounds=rounds,
+        kills=kills,
+        stops=stops,
+        broker_restarts=broker_restarts,
+        workers=workers,
+        latency=latency,
+        seed=seed,
+        workdir=path,
+        deadline_s=deadline_s,
+        partitions=partitions,
+        concurrency=concurrency,
+        gap_s=gap_s,
+        log_level=log_level,
+        progress=progress,
+    )
     report = chaos.run()
-    report.config = {"debates": debates, "rounds": rounds, "kills": kills, "stops": stops,
-                     "broker_restarts": broker_restarts, "workers": workers, "latency_s": latency,
-                     "seed": seed, "deadline_s": deadline_s, "partitions": partitions,
-                     "concurrency": concurrency,
-                     "session_timeout_s": getattr(getattr(chaos, "settings", None), "worker", None)
-                     and chaos.settings.worker.session_timeout_s}
+    report.config = {
+        "debates": debates,
+        "rounds": rounds,
+        "kills": kills,
+        "stops": stops,
+        "broker_restarts": broker_restarts,
+        "workers": workers,
+        "latency_s": latency,
+        "seed": seed,
+        "deadline_s": deadline_s,
+        "partitions": partitions,
+        "concurrency": concurrency,
+        "session_timeout_s": getattr(getattr(chaos, "settings", None), "worker", None)
+        and chaos.settings.worker.session_timeout_s,
+    }
     if own and report.ok and not keep:
         shutil.rmtree(path, ignore_errors=True)
     else:
@@ -95,8 +126,10 @@ def run_chaos(debates: int = 12, rounds: int = 3, kills: int = 6, stops: int = 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Run agon debates under kill -9, SIGSTOP and broker "
-                                "restarts, then check exactly-once turns and LLM calls.")
+    p = argparse.ArgumentParser(
+        description="Run agon debates under kill -9, SIGSTOP and broker "
+        "restarts, then check exactly-once turns and LLM calls."
+    )
     p.add_argument("--debates", type=int, default=12)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--kills", type=int, default=6, help="SIGKILLs, spread over every agent")
@@ -113,13 +146,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO"], help="the workers' log level")
     p.add_argument("--json", action="store_true", help="print the report as JSON at the end")
     args = p.parse_args(argv)
-    report = run_chaos(debates=args.debates, rounds=args.rounds, kills=args.kills, stops=args.stops,
-                       broker_restarts=args.broker_restarts, workers=args.workers, latency=args.latency,
-                       seed=args.seed, workdir=args.workdir, deadline_s=args.deadline,
-                       partitions=args.partitions, concurrency=args.concurrency, keep=args.keep,
-                       log_level=args.log_level,
-                       progress=lambda line: print(line, file=sys.stderr if args.json else sys.stdout,
-                                                   flush=True))
+    report = run_chaos(
+        debates=args.debates,
+        rounds=args.rounds,
+        kills=args.kills,
+        stops=args.stops,
+        broker_restarts=args.broker_restarts,
+        workers=args.workers,
+        latency=args.latency,
+        seed=args.seed,
+        workdir=args.workdir,
+        deadline_s=args.deadline,
+        partitions=args.partitions,
+        concurrency=args.concurrency,
+        keep=args.keep,
+        log_level=args.log_level,
+        progress=lambda line: print(line, file=sys.stderr if args.json else sys.stdout, flush=True),
+    )
     if args.json:
         print(json.dumps(report.to_json(), indent=2, default=str))
     else:

@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
-
-from streams.codec import Codec
-from streams.errors import CodecError
-from streams.topics import Topics
-
 from environment import DEBATERS
+
+from agon.errors import CodecError
+from agon.schemas.codec import Codec
+from agon.schemas.topics import Topics
 
 
 @dataclass
@@ -71,15 +70,21 @@ class Observer(threading.Thread):
     def run(self) -> None:
         try:
             self._run()
-        except BaseException as exc:  # noqa: BLE001 - reported by the harness, not lost in a thread
+        except BaseException as exc:
             self.failure = exc
 
     def _run(self) -> None:
-        consumer = Consumer({"bootstrap.servers": self.bootstrap,
-                             "group.id": f"chaos-observer-{uuid.uuid4().hex[:8]}",
-                             "enable.auto.commit": False, "isolation.level": "read_committed",
-                             "auto.offset.reset": "earliest", "log_level": 0,
-                             "error_cb": lambda err: None})
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"chaos-observer-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "earliest",
+                "log_level": 0,
+                "error_cb": lambda err: None,
+            }
+        )
         assigned: set[str] = set()
         next_scan = 0.0
         try:
@@ -99,11 +104,15 @@ class Observer(threading.Thread):
             metadata = consumer.list_topics(timeout=2)
         except KafkaException:
             return  # the broker is restarting: try again on the next scan
-        new = [TopicPartition(name, p, OFFSET_BEGINNING)
-               for name, meta in metadata.topics.items()
-               if name not in assigned and (name.startswith(self.debate_prefix) or name in self.inboxes)
-               and meta.error is None and meta.partitions
-               for p in meta.partitions]
+        new = [
+            TopicPartition(name, p, OFFSET_BEGINNING)
+            for name, meta in metadata.topics.items()
+            if name not in assigned
+            and (name.startswith(self.debate_prefix) or name in self.inboxes)
+            and meta.error is None
+            and meta.partitions
+            for p in meta.partitions
+        ]
         if new:
             consumer.incremental_assign(new)
             assigned.update(tp.topic for tp in new)
@@ -132,8 +141,11 @@ class Observer(threading.Thread):
 
     def snapshot(self) -> dict[str, DebateView]:
         with self.lock:
-            return {d: DebateView(list(v.speakers), v.started, list(v.turns), set(v.requested), v.ended)
-                    for d, v in self.debates.items() if d}
+            return {
+                d: DebateView(list(v.speakers), v.started, list(v.turns), set(v.requested), v.ended)
+                for d, v in self.debates.items()
+                if d
+            }
 
     def first_step_after(self, debates: set[str], agent: str, after_wall: float) -> Seen | None:
         """The first record, produced after ``after_wall``, by which ``agent``'s role moved one of
@@ -144,17 +156,28 @@ class Observer(threading.Thread):
                 if s.ts_ms < after_ms or s.body.get("debate_id") not in debates:
                     continue
                 if agent == "moderator":
-                    if s.kind == "TurnRequested" or (s.kind == "DebateEnded" and s.topic.startswith(
-                            self.debate_prefix)):
+                    if s.kind == "TurnRequested" or (
+                        s.kind == "DebateEnded" and s.topic.startswith(self.debate_prefix)
+                    ):
                         return s
-                elif s.kind == "TurnTaken" and s.topic.startswith(self.debate_prefix) \
-                        and s.body.get("speaker") == agent:
+                elif (
+                    s.kind == "TurnTaken"
+                    and s.topic.startswith(self.debate_prefix)
+                    and s.body.get("speaker") == agent
+                ):
                     return s
         return None
 
     def first_turn_after(self, after_wall: float) -> Seen | None:
         after_ms = after_wall * 1000
         with self.lock:
-            return next((s for s in self.seen if s.kind == "TurnTaken" and s.ts_ms >= after_ms
-                         and s.topic.startswith(self.debate_prefix)), None)
-
+            return next(
+                (
+                    s
+                    for s in self.seen
+                    if s.kind == "TurnTaken"
+                    and s.ts_ms >= after_ms
+                    and s.topic.startswith(self.debate_prefix)
+                ),
+                None,
+            )

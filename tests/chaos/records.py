@@ -12,10 +12,10 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from streams.errors import AgonError
-
+from agon.errors import AgonError
 
 # -- Kafka's default partitioner ------------------------------------------------------------
+
 
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 (the Java client's and aiokafka's default partitioner), unsigned."""
@@ -48,6 +48,7 @@ def partition_of(debate_id: str, partitions: int) -> int:
 
 # -- the committed records, read afresh -------------------------------------------------------
 
+
 @dataclass
 class Rec:
     topic: str
@@ -64,14 +65,26 @@ class Rec:
 
 def read_all(bootstrap: str, wanted: Callable[[str], bool], timeout_s: float = 90.0) -> dict[str, list[Rec]]:
     """Every committed record of the topics ``wanted`` picks, each partition to its end."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"chaos-check-{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False, "isolation.level": "read_committed",
-                         "enable.partition.eof": True, "log_level": 0, "error_cb": lambda err: None})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"chaos-check-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "log_level": 0,
+            "error_cb": lambda err: None,
+        }
+    )
     out: dict[str, list[Rec]] = defaultdict(list)
     try:
         metadata = consumer.list_topics(timeout=30)
-        tps = [TopicPartition(name, p, OFFSET_BEGINNING) for name, meta in metadata.topics.items()
-               if wanted(name) for p in meta.partitions]
+        tps = [
+            TopicPartition(name, p, OFFSET_BEGINNING)
+            for name, meta in metadata.topics.items()
+            if wanted(name)
+            for p in meta.partitions
+        ]
         if not tps:
             return out
         consumer.assign(tps)
@@ -79,8 +92,10 @@ def read_all(bootstrap: str, wanted: Callable[[str], bool], timeout_s: float = 9
         deadline = time.monotonic() + timeout_s
         while pending:
             if time.monotonic() > deadline:
-                raise AgonError(f"reading the topics afresh: {len(pending)} partition(s) not read to "
-                                f"their end within {timeout_s:.0f} s, e.g. {sorted(pending)[0]}")
+                raise AgonError(
+                    f"reading the topics afresh: {len(pending)} partition(s) not read to "
+                    f"their end within {timeout_s:.0f} s, e.g. {sorted(pending)[0]}"
+                )
             msg = consumer.poll(0.5)
             if msg is None:
                 continue
@@ -88,8 +103,9 @@ def read_all(bootstrap: str, wanted: Callable[[str], bool], timeout_s: float = 9
                 if msg.error().code() == -191:  # KafkaError._PARTITION_EOF
                     pending.discard((msg.topic(), msg.partition()))
                 continue
-            out[msg.topic()].append(Rec(msg.topic(), msg.partition(), msg.offset(), msg.timestamp()[1],
-                                        msg.key(), msg.value()))
+            out[msg.topic()].append(
+                Rec(msg.topic(), msg.partition(), msg.offset(), msg.timestamp()[1], msg.key(), msg.value())
+            )
     finally:
         consumer.close()
     for recs in out.values():
@@ -110,4 +126,3 @@ def table_key(raw: bytes | None) -> str:
 
 def table_value(raw: bytes | None) -> Any:
     return None if raw is None else json.loads(raw)
-

@@ -21,8 +21,10 @@ class Violation:
     detail: str = ""
 
     def __str__(self) -> str:
-        text = (f"({self.invariant}) debate {self.debate} at {self.where}: expected {self.expected!r}, "
-                f"got {self.got!r}")
+        text = (
+            f"({self.invariant}) debate {self.debate} at {self.where}: expected {self.expected!r}, "
+            f"got {self.got!r}"
+        )
         return f"{text}; {self.detail}" if self.detail else text
 
 
@@ -98,8 +100,10 @@ class ChaosReport:
             f"the issue's calls <= turns + kills: {self.issue_bound_holds}",
         ]
         if self.worker_exits:
-            lines.append("  worker exits not caused by a SIGKILL: "
-                         + ", ".join(f"{w} {n}" for w, n in sorted(self.worker_exits.items())))
+            lines.append(
+                "  worker exits not caused by a SIGKILL: "
+                + ", ".join(f"{w} {n}" for w, n in sorted(self.worker_exits.items()))
+            )
         if self.error:
             lines.append(f"  ERROR: {self.error}")
         if self.violations:
@@ -118,12 +122,16 @@ def stats(values: list[float]) -> dict[str, Any]:
         return {"n": 0}
     ordered = sorted(values)
     p95 = ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]  # nearest rank
-    return {"n": len(ordered), "p50": round(statistics.median(ordered), 3), "p95": round(p95, 3),
-            "max": round(ordered[-1], 3), "samples": [round(v, 3) for v in values]}
+    return {
+        "n": len(ordered),
+        "p50": round(statistics.median(ordered), 3),
+        "p95": round(p95, 3),
+        "max": round(ordered[-1], 3),
+        "samples": [round(v, 3) for v in values],
+    }
 
 
 def _fmt_stats(stats: dict[str, Any]) -> str:
     if not stats.get("n"):
         return "no samples"
     return f"p50 {stats['p50']:.2f} s, p95 {stats['p95']:.2f} s, max {stats['max']:.2f} s (n={stats['n']})"
-

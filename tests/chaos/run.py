@@ -15,23 +15,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaException
-
-from connectors.cli.workers import Fleet
-from connectors.transcript import new_request, send_request
-from streams.broker import LocalBroker
-from streams.codec import Codec
-from streams.errors import AgonError, CodecError
-from streams.settings import Settings
-from streams.topics import Topics
-
 from checks import check_debates, check_history_table, check_llm_calls, check_moderator_table, diagnose
+from confluent_kafka import KafkaException
 from environment import AGENTS, DEBATERS, agon_environment, free_port, link_jars
 from faults import FaultInjection
 from observe import DebateView, Observer
 from records import Rec, read_all, table_key, table_value
 from report import ChaosReport, stats
 from worker_logs import WorkerLogs
+
+from agon.connectors.transcript import new_request, send_request
+from agon.errors import AgonError, CodecError
+from agon.schemas.codec import Codec
+from agon.schemas.topics import Topics
+from agon.settings import Settings
+from agon.streams.local.broker import LocalBroker
+from agon.streams.local.fleet import Fleet
 
 MOTIONS = (
     "AI's impact on the job market is positive",
@@ -43,10 +42,25 @@ Progress = Callable[[str], None]
 
 
 class Chaos(FaultInjection):
-    def __init__(self, *, debates: int, rounds: int, kills: int, stops: int, broker_restarts: int,
-                 workers: int, latency: float, seed: int, workdir: Path, deadline_s: float,
-                 partitions: int, concurrency: int, gap_s: tuple[float, float], log_level: str,
-                 progress: Progress) -> None:
+    def __init__(
+        self,
+        *,
+        debates: int,
+        rounds: int,
+        kills: int,
+        stops: int,
+        broker_restarts: int,
+        workers: int,
+        latency: float,
+        seed: int,
+        workdir: Path,
+        deadline_s: float,
+        partitions: int,
+        concurrency: int,
+        gap_s: tuple[float, float],
+        log_level: str,
+        progress: Progress,
+    ) -> None:
         self.rounds, self.workers = rounds, workers
         self.rng = random.Random(seed)
         self.workdir = workdir
@@ -61,14 +75,22 @@ class Chaos(FaultInjection):
         while controller == port:
             controller = free_port()
         self.env = {
-            "AGON_HOME": str(workdir / "home"), "AGON_NAMESPACE": self.namespace,
-            "AGON_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}", "AGON_BROKER_PORT": str(port),
-            "AGON_BROKER_CONTROLLER_PORT": str(controller), "AGON_KAFKA_PARTITIONS": str(partitions),
-            "AGON_LLM_OFFLINE_LATENCY_S": str(latency), "AGON_LOG_LEVEL": log_level,
+            "AGON_HOME": str(workdir / "home"),
+            "AGON_NAMESPACE": self.namespace,
+            "AGON_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}",
+            "AGON_BROKER_PORT": str(port),
+            "AGON_BROKER_CONTROLLER_PORT": str(controller),
+            "AGON_KAFKA_PARTITIONS": str(partitions),
+            "AGON_LLM_OFFLINE_LATENCY_S": str(latency),
+            "AGON_LOG_LEVEL": log_level,
         }
         self.plan_faults(kills, stops, broker_restarts)
-        self.requests = [new_request(MOTIONS[i % len(MOTIONS)], rounds=rounds,
-                                     debate_id=f"d{i:03d}-{uuid.uuid4().hex[:4]}") for i in range(debates)]
+        self.requests = [
+            new_request(
+                MOTIONS[i % len(MOTIONS)], rounds=rounds, debate_id=f"d{i:03d}-{uuid.uuid4().hex[:4]}"
+            )
+            for i in range(debates)
+        ]
         self.sent: list[str] = []
         self._next_send = 0.0
 
@@ -169,19 +191,26 @@ class Chaos(FaultInjection):
     def finish(self) -> str:
         """Send what is left, and wait until every debate has a committed DebateEnded; say which
         did not (the checks then show where each stopped)."""
+
         def all_ended() -> bool:
             self.top_up(limit=len(self.requests))
             views = self.observer.snapshot()
             return len(self.sent) == len(self.requests) and all(
-                d in views and views[d].ended is not None for d in self.sent)
+                d in views and views[d].ended is not None for d in self.sent
+            )
 
         if not self.wait(all_ended, self.remaining(), every_s=0.5):
             views = self.observer.snapshot()
             stuck = [d for d in self.sent if d not in views or views[d].ended is None]
-            detail = "; ".join(f"{d}: {len(views[d].turns) if d in views else 0} turns, next "
-                               f"{views[d].awaited(d, self.rounds) if d in views else 'start'}" for d in stuck[:5])
-            text = (f"{len(stuck)} debate(s) never ended before the deadline "
-                    f"({len(self.requests) - len(self.sent)} not sent): {detail}")
+            detail = "; ".join(
+                f"{d}: {len(views[d].turns) if d in views else 0} turns, next "
+                f"{views[d].awaited(d, self.rounds) if d in views else 'start'}"
+                for d in stuck[:5]
+            )
+            text = (
+                f"{len(stuck)} debate(s) never ended before the deadline "
+                f"({len(self.requests) - len(self.sent)} not sent): {detail}"
+            )
             self.say(text)
             return text
         self.say(f"all {len(self.sent)} debates ended")
@@ -193,8 +222,9 @@ class Chaos(FaultInjection):
 
         def deleted() -> bool:
             recs = read_all(self.settings.kafka.bootstrap, lambda t: t in names, timeout_s=30)
-            gone = set.intersection(*[
-                {k for k, v in _last_values(recs.get(name, [])).items() if v is None} for name in names])
+            gone = set.intersection(
+                *[{k for k, v in _last_values(recs.get(name, [])).items() if v is None} for name in names]
+            )
             return set(self.sent) <= gone
 
         self.wait(deleted, min(30.0, max(1.0, self.remaining())), every_s=1.0)
@@ -209,15 +239,19 @@ class Chaos(FaultInjection):
     def verify(self, report: ChaosReport) -> None:
         self.say("reading every topic afresh (read_committed) to check the invariants")
         ns = self.namespace
-        changelogs = {a: f"{self.topics.app_id(a)}-{'debates' if a == 'moderator' else 'history'}-changelog"
-                      for a in AGENTS}
+        changelogs = {
+            a: f"{self.topics.app_id(a)}-{'debates' if a == 'moderator' else 'history'}-changelog"
+            for a in AGENTS
+        }
         inboxes = {a: self.topics.inbox(a) for a in DEBATERS}
-        recs = read_all(self.settings.kafka.bootstrap,
-                        lambda t: t.startswith(f"{ns}.debate.") or t in changelogs.values()
-                        or t in inboxes.values())
+        recs = read_all(
+            self.settings.kafka.bootstrap,
+            lambda t: t.startswith(f"{ns}.debate.") or t in changelogs.values() or t in inboxes.values(),
+        )
         codec = Codec.default()
-        facts, violations = check_debates({r["debate_id"]: self.rounds for r in self.requests},
-                                          self.topics, recs, codec)
+        facts, violations = check_debates(
+            {r["debate_id"]: self.rounds for r in self.requests}, self.topics, recs, codec
+        )
         for agent, topic in inboxes.items():
             decoded = []
             for rec in recs.get(topic, []):
@@ -226,15 +260,20 @@ class Chaos(FaultInjection):
             facts.inbox[agent] = decoded
         for v in violations:
             if v.invariant == "a":
-                v.detail = "; ".join(filter(None, [v.detail, diagnose(v.debate, facts, self.logs, self.partitions)]))
+                v.detail = "; ".join(
+                    filter(None, [v.detail, diagnose(v.debate, facts, self.logs, self.partitions)])
+                )
         violations += check_moderator_table(facts, recs.get(changelogs["moderator"], []), self.partitions)
         for agent in DEBATERS:
             violations += check_history_table(facts, agent, recs.get(changelogs[agent], []), self.partitions)
-        acct = check_llm_calls(self.logs.events, facts, self.faults, self.outages, self.partitions,
-                               self.fleet.log_dir)
+        acct = check_llm_calls(
+            self.logs.events, facts, self.faults, self.outages, self.partitions, self.fleet.log_dir
+        )
         violations += acct.violations
         self.fill_counts(report)
-        report.debates_ended = sum(1 for d in facts.logs if any(k == "DebateEnded" for _, k, _ in facts.logs[d]))
+        report.debates_ended = sum(
+            1 for d in facts.logs if any(k == "DebateEnded" for _, k, _ in facts.logs[d])
+        )
         report.turns_committed = sum(len(t) for t in facts.turns.values())
         report.llm_calls = acct.calls
         report.extra_llm_calls = acct.extra
@@ -254,9 +293,12 @@ class Chaos(FaultInjection):
                 step = self.observer.first_step_after(set(f.affected), f.agent, f.wall)
                 if step is not None:
                     f.takeover_s = round(step.mono - mono0[id(f)], 3)
-        report.takeover = stats([f.takeover_s for f in self.faults if f.kind == "kill" and f.takeover_s is not None])
-        report.stop_takeover = stats([f.takeover_s for f in self.faults
-                                       if f.kind == "stop" and f.takeover_s is not None])
+        report.takeover = stats(
+            [f.takeover_s for f in self.faults if f.kind == "kill" and f.takeover_s is not None]
+        )
+        report.stop_takeover = stats(
+            [f.takeover_s for f in self.faults if f.kind == "stop" and f.takeover_s is not None]
+        )
         back = []
         for wall, mono in self.broker_back:
             turn = self.observer.first_turn_after(wall)
@@ -279,4 +321,3 @@ class Chaos(FaultInjection):
 
 def _last_values(recs: list[Rec]) -> dict[str, Any]:
     return {table_key(r.key): table_value(r.value) for r in recs}
-

@@ -1,5 +1,5 @@
 """The bounded chaos run CI gives every change: debates under kill -9, SIGSTOP and a broker
-restart, then every guarantee of DESIGN.md checked from the topics themselves.
+restart, then every guarantee of docs/design.md checked from the topics themselves.
 
 It runs its own broker (own ports and AGON_HOME under tmp_path), not the session's, so that it
 can restart it. Longer runs: ``python tests/chaos/harness.py --debates 100 --kills 50``.
@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from harness import AGENTS, run_chaos
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(600)]
@@ -23,9 +22,19 @@ KILLS, STOPS, BROKER_RESTARTS = 6, 1, 1  # kills rotate over the three agents: t
 def report(tmp_path_factory):
     seed = int(os.environ["AGON_CHAOS_SEED"]) if os.environ.get("AGON_CHAOS_SEED") else None
     workdir = tmp_path_factory.mktemp("chaos")
-    result = run_chaos(debates=DEBATES, rounds=ROUNDS, kills=KILLS, stops=STOPS,
-                       broker_restarts=BROKER_RESTARTS, workers=2, latency=0.5, seed=seed,
-                       workdir=workdir, deadline_s=480, progress=print)
+    result = run_chaos(
+        debates=DEBATES,
+        rounds=ROUNDS,
+        kills=KILLS,
+        stops=STOPS,
+        broker_restarts=BROKER_RESTARTS,
+        workers=2,
+        latency=0.5,
+        seed=seed,
+        workdir=workdir,
+        deadline_s=480,
+        progress=print,
+    )
     print(result.summary())
     return result
 
@@ -33,11 +42,13 @@ def report(tmp_path_factory):
 def test_the_run_injected_every_fault_it_promised(report):
     assert report.error is None, report.summary()
     kinds = [f.kind for f in report.faults]
-    assert kinds.count("kill") >= 5 and kinds.count("stop") >= 1 and kinds.count("broker") >= 1, \
+    assert kinds.count("kill") >= 5 and kinds.count("stop") >= 1 and kinds.count("broker") >= 1, (
         report.summary()
+    )
     assert {f.agent for f in report.kills} == set(AGENTS), "every agent is killed at least once"
-    assert sum(1 for f in report.kills if f.affected) >= 3, \
+    assert sum(1 for f in report.kills if f.affected) >= 3, (
         "most kills hit a worker that held debates in flight"
+    )
 
 
 def test_every_debate_ended_with_all_its_rounds(report):

@@ -9,13 +9,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from connectors.cli.supervisor import START_MARK
+from agon.streams.local.supervisor import START_MARK
 
 _LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\] \[(\d+)\] \[\w+\] (.*)$")
 _TURN = re.compile(r"debate=(\S+) turn=(\S+) (llm call to|drafted by|failed:|resumed after takeover)")
 _OWNS = re.compile(r"\S+ owns inbox partitions \[([\d, ]*)\]")
-_KINDS = {"llm call to": "call", "drafted by": "drafted", "failed:": "failed",
-          "resumed after takeover": "resumed"}
+_KINDS = {
+    "llm call to": "call",
+    "drafted by": "drafted",
+    "failed:": "failed",
+    "resumed after takeover": "resumed",
+}
 
 
 @dataclass
@@ -80,4 +84,3 @@ class WorkerLogs:
         elif (o := _OWNS.search(msg)) is not None:
             parts = tuple(int(p) for p in o.group(1).replace(" ", "").split(",") if p)
             self.events.append(LogEvent("owns", worker, pid, wall, partitions=parts))
-

@@ -2,7 +2,7 @@
 
 Run as ``python faust_counter_app.py worker -l info`` with the usual AGON_* variables
 (AGON_HOME, AGON_NAMESPACE, AGON_KAFKA_BOOTSTRAP, AGON_KAFKA_PARTITIONS). The app is
-built by agon's own factory (streams.app.make_app), so the test exercises the settings
+built by agon's own factory (agon.streams.app.make_app), so the test exercises the settings
 the agents run with.
 
 It reads ``<namespace>.counter-events`` (created by the test; keys and values are raw
@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 import sys
 
-from streams.app import make_app
-from streams.settings import Settings
+from agon.settings import Settings
+from agon.streams.app import make_app
 
 AGENT = "counter"
 TABLE = "counts"
@@ -27,10 +27,10 @@ TABLE = "counts"
 settings = Settings()
 app = make_app(AGENT, settings)
 source_name = f"{settings.namespace}.counter-events"
-source = app.topic(source_name, key_type=bytes, value_type=bytes,
-                   key_serializer="raw", value_serializer="raw")
-counts = app.Table(TABLE, default=int, partitions=settings.kafka.partitions,
-                   options={"driver": "rocksdict"})
+source = app.topic(
+    source_name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+)
+counts = app.Table(TABLE, default=int, partitions=settings.kafka.partitions, options={"driver": "rocksdict"})
 
 
 @app.agent(source)

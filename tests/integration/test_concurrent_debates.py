@@ -7,10 +7,10 @@ import time
 import uuid
 
 import pytest
-
-from connectors.transcript import follow, new_request, send_request
 from helpers import running_fleet, wait_for
-from streams.topics import Topics
+
+from agon.connectors.transcript import follow, new_request, send_request
+from agon.schemas.topics import Topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -20,8 +20,9 @@ ROUNDS = 2  # 4 turns: one debate takes about 4 × LATENCY_S
 
 @pytest.fixture(scope="module")
 def slow_fleet(kafka_bootstrap, tmp_path_factory):
-    with running_fleet(kafka_bootstrap, tmp_path_factory.mktemp("slow"),
-                       AGON_LLM_OFFLINE_LATENCY_S=str(LATENCY_S)) as settings:
+    with running_fleet(
+        kafka_bootstrap, tmp_path_factory.mktemp("slow"), AGON_LLM_OFFLINE_LATENCY_S=str(LATENCY_S)
+    ) as settings:
         yield settings
 
 
@@ -43,15 +44,16 @@ def assert_complete_and_ordered(debate_id, events):
 
 def test_twenty_debates_take_about_as_long_as_one(slow_fleet):
     t0 = time.monotonic()
-    alone, = start(slow_fleet)
+    (alone,) = start(slow_fleet)
     assert_complete_and_ordered(alone, transcript(slow_fleet, alone))
     one = time.monotonic() - t0
 
     t0 = time.monotonic()
     ids = start(slow_fleet, 20)
     results: dict[str, list] = {}
-    threads = [threading.Thread(target=lambda d=d: results.__setitem__(d, transcript(slow_fleet, d)))
-               for d in ids]
+    threads = [
+        threading.Thread(target=lambda d=d: results.__setitem__(d, transcript(slow_fleet, d))) for d in ids
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -66,17 +68,19 @@ def test_twenty_debates_take_about_as_long_as_one(slow_fleet):
 
 
 def test_a_tail_started_mid_debate_sees_the_whole_debate(slow_fleet):
-    debate_id, = start(slow_fleet)
+    (debate_id,) = start(slow_fleet)
     topic = Topics(slow_fleet.namespace).debate(debate_id)
     from confluent_kafka import Consumer, TopicPartition
 
     probe = Consumer({"bootstrap.servers": slow_fleet.kafka.bootstrap, "group.id": "probe"})
     try:
+
         def two_events_in():  # DebateStarted and the first turn are committed
             if topic not in probe.list_topics(timeout=5).topics:
                 return False
             _, high = probe.get_watermark_offsets(TopicPartition(topic, 0), timeout=5)
             return high >= 2
+
         wait_for(two_events_in, 60, "the debate to be under way")
     finally:
         probe.close()
@@ -86,19 +90,22 @@ def test_a_tail_started_mid_debate_sees_the_whole_debate(slow_fleet):
 
 def test_workers_export_their_counts_to_prometheus(kafka_bootstrap, tmp_path):
     import httpx
-
     from helpers import free_port
-    from streams import metrics
+
+    from agon.streams import metrics
 
     base = free_port(span=30)
     with running_fleet(kafka_bootstrap, tmp_path, AGON_WORKER_METRICS_PORT=str(base)) as settings:
-        debate_id, = start(settings)
+        (debate_id,) = start(settings)
         assert transcript(settings, debate_id)[-1][1]["reason"] == "ROUNDS"
 
         def scrape(agent):
             text = httpx.get(f"http://127.0.0.1:{metrics.port_of(settings, agent, 0)}/").text
-            return {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
-                    if line and not line.startswith("#")}
+            return {
+                line.split(" ")[0]: float(line.split(" ")[1])
+                for line in text.splitlines()
+                if line and not line.startswith("#")
+            }
 
         team_a, moderator = scrape("team-a"), scrape("moderator")
         assert team_a['agon_llm_calls_total{agent="team-a",outcome="ok"}'] == ROUNDS

@@ -7,40 +7,51 @@ import uuid
 
 import pytest
 from confluent_kafka import Consumer, Producer
-
-from connectors.transcript import follow, new_request, producer_config, send_request
 from helpers import running_fleet, wait_for
-from streams.topics import Topics
+
+from agon.connectors.transcript import follow, new_request, producer_config, send_request
+from agon.schemas.topics import Topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-ROSTER = json.dumps([
-    {"name": "moderator", "role": "moderator"},
-    {"name": "team-a", "role": "debater", "stance": "FOR"},
-    {"name": "team-b", "role": "debater", "stance": "AGAINST"},
-    # in the roster, but no worker ever runs for it: its turns never come
-    {"name": "team-c", "role": "debater", "stance": "AGAINST"},
-])
+ROSTER = json.dumps(
+    [
+        {"name": "moderator", "role": "moderator"},
+        {"name": "team-a", "role": "debater", "stance": "FOR"},
+        {"name": "team-b", "role": "debater", "stance": "AGAINST"},
+        # in the roster, but no worker ever runs for it: its turns never come
+        {"name": "team-c", "role": "debater", "stance": "AGAINST"},
+    ]
+)
 
 
 @pytest.fixture(scope="module")
 def fleet(kafka_bootstrap, tmp_path_factory):
-    with running_fleet(kafka_bootstrap, tmp_path_factory.mktemp("fleet"), AGON_AGENTS=ROSTER,
-                       AGON_WORKER_TURN_TIMEOUT_S="3",
-                       agents=["moderator", "team-a", "team-b"]) as settings:
+    with running_fleet(
+        kafka_bootstrap,
+        tmp_path_factory.mktemp("fleet"),
+        AGON_AGENTS=ROSTER,
+        AGON_WORKER_TURN_TIMEOUT_S="3",
+        agents=["moderator", "team-a", "team-b"],
+    ) as settings:
         yield settings
 
 
 def run_debate(settings, **kwargs):
-    req = new_request(kwargs.pop("motion", "AI's impact on the job market is positive"),
-                      debate_id=f"d-{uuid.uuid4().hex[:8]}", **kwargs)
+    req = new_request(
+        kwargs.pop("motion", "AI's impact on the job market is positive"),
+        debate_id=f"d-{uuid.uuid4().hex[:8]}",
+        **kwargs,
+    )
     send_request(settings, req)
     return req["debate_id"], list(follow(settings, req["debate_id"], wait_s=60, idle_timeout_s=60))
 
 
 def teams(model_a=None, model_b=None, b="team-b"):
-    return [{"agent": "team-a", "stance": "FOR", "persona": None, "model": model_a},
-            {"agent": b, "stance": "AGAINST", "persona": None, "model": model_b}]
+    return [
+        {"agent": "team-a", "stance": "FOR", "persona": None, "model": model_a},
+        {"agent": b, "stance": "AGAINST", "persona": None, "model": model_b},
+    ]
 
 
 def turn_ids(events):
@@ -95,11 +106,14 @@ def test_a_token_budget_ends_the_debate(fleet):
     assert len(turn_ids(events)) < 16
 
 
-@pytest.mark.parametrize("change, words", [
-    ({"motion": "   "}, "motion is empty"),
-    ({"rounds": 0}, "rounds must be between 1 and 50"),
-    ({"teams": teams(b="team-z")}, "unknown agent 'team-z'"),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"motion": "   "}, "motion is empty"),
+        ({"rounds": 0}, "rounds must be between 1 and 50"),
+        ({"teams": teams(b="team-z")}, "unknown agent 'team-z'"),
+    ],
+)
 def test_a_bad_request_from_any_producer_is_rejected_by_the_moderator(fleet, change, words):
     _, events = run_debate(fleet, **change)
     assert [k for k, _ in events] == ["DebateEnded"]
@@ -109,16 +123,24 @@ def test_a_bad_request_from_any_producer_is_rejected_by_the_moderator(fleet, cha
 def test_malformed_messages_go_to_dead_letters_and_nothing_is_lost(fleet):
     topics = Topics(fleet.namespace)
     producer = Producer(producer_config(fleet))
-    garbage = {topics.requests: b'{"motion": "not avro"}', topics.inbox("moderator"): b"\xc3\x01junk",
-               topics.inbox("team-a"): b""}
+    garbage = {
+        topics.requests: b'{"motion": "not avro"}',
+        topics.inbox("moderator"): b"\xc3\x01junk",
+        topics.inbox("team-a"): b"",
+    }
     for topic, value in garbage.items():
         producer.produce(topic, key=b"bad", value=value)
     producer.flush(10)
     debate_id, events = run_debate(fleet, rounds=1)  # the workers keep going
     assert events[-1][1]["reason"] == "ROUNDS" and len(turn_ids(events)) == 2
 
-    consumer = Consumer({"bootstrap.servers": fleet.kafka.bootstrap, "group.id": f"dl-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": fleet.kafka.bootstrap,
+            "group.id": f"dl-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+        }
+    )
     consumer.subscribe([topics.dead_letters])
     letters = {}
 

@@ -1,6 +1,6 @@
 """A faust table survives the loss of its RocksDB directory: it is rebuilt from the changelog.
 
-The worker (faust_counter_app.py, built with streams.app.make_app) runs as a real
+The worker (faust_counter_app.py, built with agon.streams.app.make_app) runs as a real
 subprocess against the real broker; the test produces keyed events with
 confluent-kafka, stops the worker gracefully, deletes its data directory, starts it
 again and checks the counts are back exactly, then that counting goes on from there.
@@ -21,10 +21,11 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-
 from helpers import wait_for
-from streams.settings import REPO_ROOT, Settings
-from streams.topics import Topics, ensure_topics
+
+from agon.schemas.topics import Topics
+from agon.settings import REPO_ROOT, Settings
+from agon.streams.admin import ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -51,9 +52,15 @@ class WorkerProcess:
         self.lines: list[str] = []
         self._lock = threading.Lock()
         self.proc = subprocess.Popen(
-            [sys.executable, str(SCRIPT), "worker", "-l", "info"], cwd=REPO_ROOT, env=env,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, bufsize=1)
+            [sys.executable, str(SCRIPT), "worker", "-l", "info"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -69,8 +76,9 @@ class WorkerProcess:
         with self._lock:
             return list(self.lines)
 
-    def wait_line(self, match: Callable[[str], bool], timeout_s: float, what: str,
-                  start: int = 0) -> tuple[int, str]:
+    def wait_line(
+        self, match: Callable[[str], bool], timeout_s: float, what: str, start: int = 0
+    ) -> tuple[int, str]:
         """The first line at or after index ``start`` that ``match``es, as (index, line)."""
         deadline = time.monotonic() + timeout_s
         while True:
@@ -79,11 +87,15 @@ class WorkerProcess:
                 if match(lines[i]):
                     return i, lines[i]
             if self.proc.poll() is not None:
-                pytest.fail(f"the worker exited with code {self.proc.returncode} while waiting "
-                            f"for {what}; last lines:\n" + "\n".join(lines[-25:]))
+                pytest.fail(
+                    f"the worker exited with code {self.proc.returncode} while waiting "
+                    f"for {what}; last lines:\n" + "\n".join(lines[-25:])
+                )
             if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}; last lines:\n"
-                            + "\n".join(lines[-25:]))
+                pytest.fail(
+                    f"timed out after {timeout_s:.0f} s waiting for {what}; last lines:\n"
+                    + "\n".join(lines[-25:])
+                )
             time.sleep(0.1)
 
     def counts_after(self, start: int, timeout_s: float = 30.0) -> tuple[int, dict[str, int]]:
@@ -126,8 +138,9 @@ def workers():
 
 def produce(bootstrap: str, topic: str, per_key: dict[str, int]) -> None:
     """Interleave the keys, as a live stream would; murmur2 like the Java client and faust."""
-    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
-                         "enable.idempotence": True})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "enable.idempotence": True}
+    )
     for round_ in range(max(per_key.values())):
         for key, n in per_key.items():
             if round_ < n:
@@ -137,21 +150,22 @@ def produce(bootstrap: str, topic: str, per_key: dict[str, int]) -> None:
 
 def all_committed(bootstrap: str, group: str, topic: str) -> bool:
     """True when the group's committed offsets reach the end of every partition of ``topic``."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
-                         "enable.auto.commit": False})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         committed = {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=10)}
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in range(PARTITIONS)}
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(PARTITIONS)
+        }
     finally:
         consumer.close()
     return all(committed[p] == ends[p] for p in range(PARTITIONS))
 
 
 def test_table_is_rebuilt_from_changelog_after_losing_rocksdb(
-        agon_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-        workers: list[WorkerProcess]) -> None:
+    agon_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, workers: list[WorkerProcess]
+) -> None:
     monkeypatch.setenv("AGON_KAFKA_PARTITIONS", str(PARTITIONS))
     settings = Settings()
     bootstrap = settings.kafka.bootstrap
@@ -159,7 +173,7 @@ def test_table_is_rebuilt_from_changelog_after_losing_rocksdb(
     group = Topics(settings.namespace).app_id("counter")
     datadir = settings.home_dir / "workers" / settings.namespace / "counter-0"
     ensure_topics(bootstrap, {topic: PARTITIONS})
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     def start() -> WorkerProcess:
         worker = WorkerProcess(env, tmp_path / "worker.log")
@@ -174,8 +188,9 @@ def test_table_is_rebuilt_from_changelog_after_losing_rocksdb(
     produce(bootstrap, topic, FIRST)
     wait_for(lambda: worker.latest_counts() == FIRST, 30, f"counts {FIRST}")
     wait_for(lambda: all_committed(bootstrap, group, topic), 30, "offsets committed to the end")
-    assert any(datadir.rglob(f"{TABLE}-*.db/rocksdict-config.json")), \
+    assert any(datadir.rglob(f"{TABLE}-*.db/rocksdict-config.json")), (
         f"no rocksdict database of table {TABLE!r} under {datadir}"
+    )
     assert worker.stop() == 0
 
     # -- lose the local state --------------------------------------------------------------

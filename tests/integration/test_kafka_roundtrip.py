@@ -11,7 +11,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from confluent_kafka import Consumer, KafkaError, Producer
 
-from streams.topics import ensure_topics
+from agon.streams.admin import ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -20,16 +20,27 @@ PARTITIONS = 3
 
 def records(n: int) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
     """Keys that spread over partitions, values with non-UTF-8 bytes, repeated header keys."""
-    return [(f"key-{i % 5}".encode(), b"\x00\xff value " + str(i).encode(),
-             [("debate-id", f"d-{i}".encode()), ("turn", str(i).encode()), ("turn", b"\x01")])
-            for i in range(n)]
+    return [
+        (
+            f"key-{i % 5}".encode(),
+            b"\x00\xff value " + str(i).encode(),
+            [("debate-id", f"d-{i}".encode()), ("turn", str(i).encode()), ("turn", b"\x01")],
+        )
+        for i in range(n)
+    ]
 
 
-def consume_all(bootstrap: str, topic: str, n: int, timeout_s: float = 30.0,
-                **config: str) -> list:
+def consume_all(bootstrap: str, topic: str, n: int, timeout_s: float = 30.0, **config: str) -> list:
     """Read ``topic`` from the beginning with a fresh group until ``n`` records or the deadline."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False, **config})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"g-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            **config,
+        }
+    )
     consumer.subscribe([topic])
     got = []
     deadline = time.monotonic() + timeout_s
@@ -69,8 +80,7 @@ def test_confluent_round_trip_keeps_keys_values_headers(kafka_bootstrap: str, na
         assert [m.value() for m in mine] == [v for k, v, _ in sent if k == key]
 
 
-async def test_aiokafka_round_trip_keeps_keys_values_headers(kafka_bootstrap: str,
-                                                             namespace: str) -> None:
+async def test_aiokafka_round_trip_keeps_keys_values_headers(kafka_bootstrap: str, namespace: str) -> None:
     topic = f"{namespace}.roundtrip-aio"
     ensure_topics(kafka_bootstrap, {topic: PARTITIONS})
     sent = records(20)
@@ -82,9 +92,13 @@ async def test_aiokafka_round_trip_keeps_keys_values_headers(kafka_bootstrap: st
     finally:
         await producer.stop()
 
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_bootstrap,
-                                group_id=f"g-{uuid.uuid4().hex}", auto_offset_reset="earliest",
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=kafka_bootstrap,
+        group_id=f"g-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     got = []
 
@@ -106,12 +120,10 @@ async def test_aiokafka_round_trip_keeps_keys_values_headers(kafka_bootstrap: st
         assert [m.value for m in mine] == [v for k, v, _ in sent if k == key]
 
 
-def test_aborted_transaction_is_invisible_to_read_committed(kafka_bootstrap: str,
-                                                            namespace: str) -> None:
+def test_aborted_transaction_is_invisible_to_read_committed(kafka_bootstrap: str, namespace: str) -> None:
     topic = f"{namespace}.txn"
     ensure_topics(kafka_bootstrap, {topic: 1})  # one partition: the log order is the send order
-    producer = Producer({"bootstrap.servers": kafka_bootstrap,
-                         "transactional.id": f"{namespace}-txn"})
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": f"{namespace}-txn"})
     producer.init_transactions(30)
 
     producer.begin_transaction()
@@ -133,4 +145,5 @@ def test_aborted_transaction_is_invisible_to_read_committed(kafka_bootstrap: str
     # read_uncommitted proves the aborted records were really written
     everything = consume_all(kafka_bootstrap, topic, 8, **{"isolation.level": "read_uncommitted"})
     assert [m.value() for m in everything] == (
-        [f"aborted-{i}".encode() for i in range(5)] + [f"committed-{i}".encode() for i in range(3)])
+        [f"aborted-{i}".encode() for i in range(5)] + [f"committed-{i}".encode() for i in range(3)]
+    )

@@ -13,12 +13,12 @@ import signal
 import uuid
 
 import pytest
-
-from connectors.cli.workers import Fleet
-from connectors.transcript import follow, new_request, producer_config, send_request
 from helpers import running_fleet, wait_for
-from streams.codec import Codec, now_ms
-from streams.topics import Topics
+
+from agon.connectors.transcript import follow, new_request, producer_config, send_request
+from agon.schemas.codec import Codec, now_ms
+from agon.schemas.topics import Topics
+from agon.streams.local.fleet import Fleet
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -26,8 +26,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 @pytest.fixture(scope="module")
 def fleet(kafka_bootstrap, tmp_path_factory):
     # a slow model, so that a kill lands inside the call
-    with running_fleet(kafka_bootstrap, tmp_path_factory.mktemp("recovery"),
-                       AGON_LLM_OFFLINE_LATENCY_S="4") as settings:
+    with running_fleet(
+        kafka_bootstrap, tmp_path_factory.mktemp("recovery"), AGON_LLM_OFFLINE_LATENCY_S="4"
+    ) as settings:
         yield settings
 
 
@@ -53,8 +54,11 @@ def wait_for_call(settings, turn):
 
 
 def restarted(settings, old_pid):
-    w = wait_for(lambda: (lambda w: w.pid not in (None, old_pid) and w)(worker(settings)), 60,
-                 "the supervisor to restart team-a")
+    w = wait_for(
+        lambda: (lambda w: w.pid not in (None, old_pid) and w)(worker(settings)),
+        60,
+        "the supervisor to restart team-a",
+    )
     return w
 
 
@@ -74,8 +78,10 @@ def request_committed(settings) -> bool:
 
     probe = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": "probe"})
     try:
-        return all(c.offset >= probe.get_watermark_offsets(TopicPartition(inbox, c.partition), timeout=5)[1] - 1
-                   for c in committed)
+        return all(
+            c.offset >= probe.get_watermark_offsets(TopicPartition(inbox, c.partition), timeout=5)[1] - 1
+            for c in committed
+        )
     finally:
         probe.close()
 
@@ -106,14 +112,27 @@ def test_a_kept_draft_is_published_without_a_new_call(fleet):
     # freeze the worker inside its model call, then write the draft it was about to
     # keep, exactly as it would have (its own inbox, outside any transaction), and kill it
     os.kill(victim.pid, signal.SIGSTOP)
-    draft = {"debate_id": debate_id, "event_id": turn, "ts": now_ms(), "round": 1, "speaker": "team-a",
-             "attempt": 1, "text": "A draft kept before the crash: remote work widens the pool of jobs.",
-             "model": "offline", "prompt_tokens": 10, "completion_tokens": 12, "latency_ms": 4000}
+    draft = {
+        "debate_id": debate_id,
+        "event_id": turn,
+        "ts": now_ms(),
+        "round": 1,
+        "speaker": "team-a",
+        "attempt": 1,
+        "text": "A draft kept before the crash: remote work widens the pool of jobs.",
+        "model": "offline",
+        "prompt_tokens": 10,
+        "completion_tokens": 12,
+        "latency_ms": 4000,
+    }
     from confluent_kafka import Producer
 
     producer = Producer(producer_config(fleet))
-    producer.produce(Topics(fleet.namespace).inbox("team-a"), key=debate_id.encode(),
-                     value=Codec.default().encode("inbox", "TurnDrafted", draft))
+    producer.produce(
+        Topics(fleet.namespace).inbox("team-a"),
+        key=debate_id.encode(),
+        value=Codec.default().encode("inbox", "TurnDrafted", draft),
+    )
     assert producer.flush(10) == 0
     os.kill(victim.pid, signal.SIGKILL)
     successor = restarted(fleet, victim.pid)

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from connectors.cli.main import main
+from agon.connectors.cli.main import main
 
 
 @pytest.fixture(autouse=True)
@@ -14,11 +14,14 @@ def unreachable_broker(monkeypatch, tmp_path):
     monkeypatch.setenv("AGON_KAFKA_BOOTSTRAP", "127.0.0.1:1")  # nothing listens there
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["debate", "  "], "the motion is empty"),
-    (["debate", "Cats beat dogs", "--rounds", "0"], "rounds must be between 1 and 50"),
-    (["debate", "Cats beat dogs", "--id", "no/slash"], "debate id"),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["debate", "  "], "the motion is empty"),
+        (["debate", "Cats beat dogs", "--rounds", "0"], "rounds must be between 1 and 50"),
+        (["debate", "Cats beat dogs", "--id", "no/slash"], "debate id"),
+    ],
+)
 def test_bad_debates_are_refused_with_a_clear_message(argv, words, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -26,8 +29,10 @@ def test_bad_debates_are_refused_with_a_clear_message(argv, words, capsys):
 
 
 def test_request_reads_json_and_refuses_unknown_agents(monkeypatch, capsys):
-    body = {"motion": "Cats beat dogs", "teams": [{"agent": "team-a", "stance": "FOR"},
-                                                   {"agent": "nobody", "stance": "AGAINST"}]}
+    body = {
+        "motion": "Cats beat dogs",
+        "teams": [{"agent": "team-a", "stance": "FOR"}, {"agent": "nobody", "stance": "AGAINST"}],
+    }
     monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(body)))
     assert main(["request"]) == 2
     assert "unknown agent 'nobody'" in capsys.readouterr().err

@@ -5,10 +5,10 @@ import time
 
 import pytest
 
-from connectors.llm.base import LLMError, Message
-from connectors.llm.factory import make_llm
-from connectors.llm.offline import OfflineLLM
-from streams.settings import LLMSettings
+from agon.agents.llm import LLMError, Message
+from agon.connectors.llm.factory import make_llm
+from agon.connectors.llm.offline import OfflineLLM
+from agon.settings import LLMSettings
 
 MOTION = "AI's impact on the job market is positive"
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 from aiohttp import web
 
-from connectors.llm.base import LLMError, Message
-from connectors.llm.factory import make_llm
-from connectors.llm.ollama import OllamaLLM
-from streams.settings import LLMSettings
+from agon.agents.llm import LLMError, Message
+from agon.connectors.llm.factory import make_llm
+from agon.connectors.llm.ollama import OllamaLLM
+from agon.settings import LLMSettings
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -57,7 +57,9 @@ def final_fields(model: str) -> dict:
 
 def reply(text: str) -> Action:
     async def act(request: web.Request, body: dict) -> web.StreamResponse:
-        return web.json_response({**final_fields(body["model"]), "message": {"role": "assistant", "content": text}})
+        return web.json_response(
+            {**final_fields(body["model"]), "message": {"role": "assistant", "content": text}}
+        )
 
     return act
 
@@ -67,10 +69,18 @@ def stream(chunks: list[str], error: str | None = None) -> Action:
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
         for chunk in chunks:
-            line = {"model": body["model"], "created_at": "2025-01-01T00:00:00Z", "done": False,
-                    "message": {"role": "assistant", "content": chunk}}
+            line = {
+                "model": body["model"],
+                "created_at": "2025-01-01T00:00:00Z",
+                "done": False,
+                "message": {"role": "assistant", "content": chunk},
+            }
             await response.write(json.dumps(line).encode() + b"\n")
-        last = {"error": error} if error else {**final_fields(body["model"]), "message": {"role": "assistant", "content": ""}}
+        last = (
+            {"error": error}
+            if error
+            else {**final_fields(body["model"]), "message": {"role": "assistant", "content": ""}}
+        )
         await response.write(json.dumps(last).encode() + b"\n")
         await response.write_eof()
         return response

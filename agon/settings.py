@@ -8,11 +8,16 @@ and its field: ``AGON_HOME``, ``AGON_KAFKA_BOOTSTRAP``, ``AGON_LLM_BACKEND``,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agon.errors import ConfigError
+
+__all__ = ["AgentSpec", "REPO_ROOT", "Settings"]
+
+#: the checkout agon runs from (the local broker's Maven file lives under deploy/ there)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -23,8 +28,12 @@ class _Section(BaseModel):
 class KafkaSettings(_Section):
     bootstrap: str = "127.0.0.1:9092"
     partitions: int = Field(4, ge=1, description="partitions of agon's shared topics (inboxes, requests)")
-    # raw librdkafka / aiokafka options, passed through as they are
+    # raw librdkafka options, passed through as they are to every confluent-kafka client
     extra: dict[str, str] = Field(default_factory=dict)
+
+    def client_config(self, **overrides: Any) -> dict[str, Any]:
+        """The librdkafka configuration of every confluent-kafka client agon makes."""
+        return {"bootstrap.servers": self.bootstrap, "log_level": 3, **overrides, **self.extra}
 
 
 class BrokerSettings(_Section):
@@ -80,10 +89,18 @@ class AgentSpec(_Section):
 
 DEFAULT_ROSTER = (
     AgentSpec(name="moderator", role="moderator"),
-    AgentSpec(name="team-a", role="debater", stance="FOR",
-              persona="An economist who has studied how past waves of automation created new work."),
-    AgentSpec(name="team-b", role="debater", stance="AGAINST",
-              persona="A labour researcher who documents the workers that automation leaves behind."),
+    AgentSpec(
+        name="team-a",
+        role="debater",
+        stance="FOR",
+        persona="An economist who has studied how past waves of automation created new work.",
+    ),
+    AgentSpec(
+        name="team-b",
+        role="debater",
+        stance="AGAINST",
+        persona="A labour researcher who documents the workers that automation leaves behind.",
+    ),
 )
 
 
@@ -106,11 +123,32 @@ class Settings(BaseSettings):
     agents: tuple[AgentSpec, ...] = DEFAULT_ROSTER
 
     def agent(self, name: str) -> AgentSpec:
+        """The roster's agent ``name``; :class:`ConfigError` when there is none."""
         for spec in self.agents:
             if spec.name == name:
                 return spec
         known = ", ".join(a.name for a in self.agents)
-        raise KeyError(f"unknown agent {name!r} (the roster has: {known})")
+        raise ConfigError(f"unknown agent {name!r} (the roster has: {known})")
+
+    @property
+    def debaters(self) -> tuple[AgentSpec, ...]:
+        return tuple(a for a in self.agents if a.role == "debater")
+
+    @property
+    def moderator(self) -> str:
+        """The name of the roster's moderator."""
+        for spec in self.agents:
+            if spec.role == "moderator":
+                return spec.name
+        raise ConfigError("the roster has no agent with role 'moderator'")
+
+    def default_teams(self, model: str | None = None) -> list[dict[str, Any]]:
+        """The teams of a request that names none: the roster's first two debaters, as
+        ``TeamSpec`` records with their personas (and ``model`` for both, if given)."""
+        return [
+            {"agent": a.name, "stance": a.stance, "persona": a.persona or None, "model": model}
+            for a in self.debaters[:2]
+        ]
 
     @property
     def home_dir(self) -> Path:

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from connectors.cli.main import main
-from streams.broker import LocalBroker
-from streams.procs import alive, port_taken
-from streams.settings import Settings
+from agon.connectors.cli.main import main
+from agon.procs import alive, port_taken
+from agon.settings import Settings
+from agon.streams.local.broker import LocalBroker
 
 
 def free_ports(n: int) -> list[int]:
@@ -40,8 +40,12 @@ def broker_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str
     for key in [k for k in os.environ if k.startswith("AGON_")]:
         monkeypatch.delenv(key)
     port, controller = free_ports(2)
-    env = {"AGON_HOME": str(tmp_path / "home"), "AGON_BROKER_PORT": str(port),
-           "AGON_BROKER_CONTROLLER_PORT": str(controller), "AGON_BROKER_START_TIMEOUT_S": "60"}
+    env = {
+        "AGON_HOME": str(tmp_path / "home"),
+        "AGON_BROKER_PORT": str(port),
+        "AGON_BROKER_CONTROLLER_PORT": str(controller),
+        "AGON_BROKER_START_TIMEOUT_S": "60",
+    }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
@@ -76,8 +80,9 @@ def own_broker(broker_env: dict[str, str]) -> Iterator[LocalBroker]:
 
 @pytest.mark.integration
 @pytest.mark.timeout(120)
-def test_broker_lifecycle_through_the_cli(own_broker: LocalBroker, broker_env: dict[str, str],
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_broker_lifecycle_through_the_cli(
+    own_broker: LocalBroker, broker_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     bootstrap = f"127.0.0.1:{broker_env['AGON_BROKER_PORT']}"
 
     code, out, _ = agon(capsys, "broker", "status")
@@ -95,7 +100,8 @@ def test_broker_lifecycle_through_the_cli(own_broker: LocalBroker, broker_env: d
     # a real broker answers there: create nothing, just ask for metadata
     metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
     assert metadata.brokers and [b.port for b in metadata.brokers.values()] == [
-        int(broker_env["AGON_BROKER_PORT"])]
+        int(broker_env["AGON_BROKER_PORT"])
+    ]
     assert "starting Kafka" in err  # progress goes to stderr, the result to stdout
 
     started = time.monotonic()
@@ -126,8 +132,9 @@ def test_broker_lifecycle_through_the_cli(own_broker: LocalBroker, broker_env: d
 
 
 @pytest.mark.parametrize("which", ["AGON_BROKER_PORT", "AGON_BROKER_CONTROLLER_PORT"])
-def test_up_on_a_taken_port_fails_with_one_line(broker_env: dict[str, str], which: str,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_up_on_a_taken_port_fails_with_one_line(
+    broker_env: dict[str, str], which: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     port = int(broker_env[which])
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", port))
@@ -139,9 +146,9 @@ def test_up_on_a_taken_port_fails_with_one_line(broker_env: dict[str, str], whic
     assert not (Path(broker_env["AGON_HOME"]) / "kafka" / "broker.pid").exists()
 
 
-def test_up_without_java_fails_with_one_line(broker_env: dict[str, str],
-                                             monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_up_without_java_fails_with_one_line(
+    broker_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("AGON_BROKER_JAVA", "/nonexistent/java")
     code, _, err = agon(capsys, "broker", "up")
     assert code == 1
@@ -150,8 +157,8 @@ def test_up_without_java_fails_with_one_line(broker_env: dict[str, str],
 
 
 def test_up_without_maven_on_a_home_without_jars_fails_with_one_line(
-        broker_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    broker_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("AGON_BROKER_MVN", "/nonexistent/mvn")
     code, _, err = agon(capsys, "broker", "up")
     assert code == 1
@@ -162,6 +169,7 @@ def test_up_without_maven_on_a_home_without_jars_fails_with_one_line(
     # what came before it is the progress line saying what was being attempted
     version = Settings().broker.kafka_version
     assert [ln for ln in err.strip().splitlines() if not ln.startswith("agon: ")] == [
-        f"fetching Kafka {version} jars from Maven Central (once)…"]
+        f"fetching Kafka {version} jars from Maven Central (once)…"
+    ]
     libs = Path(broker_env["AGON_HOME"]) / "kafka"
     assert not any(libs.rglob("*.jar")), "no jars can have been fetched without Maven"

@@ -14,9 +14,9 @@ import pytest
 from fastavro import parse_schema
 from fastavro.schema import to_parsing_canonical_form
 
-from schemas import SCHEMA_DIR
-from streams.codec import HEADER_LEN, KINDS, MAGIC, Codec, now_ms, schema_fingerprint
-from streams.errors import CodecError
+from agon.errors import CodecError
+from agon.schemas import SCHEMA_DIR
+from agon.schemas.codec import HEADER_LEN, KINDS, MAGIC, Codec, now_ms, schema_fingerprint
 
 TS = 1_700_000_000_123
 TEAMS = [
@@ -24,44 +24,119 @@ TEAMS = [
     {"agent": "team-b", "stance": "AGAINST", "persona": None, "model": None},
 ]
 TURN = {
-    "debate_id": "d1", "event_id": "d1:2:team-b", "ts": TS, "round": 2, "speaker": "team-b",
-    "stance": "AGAINST", "text": "Jobs vanish.", "model": "llama3", "prompt_tokens": 120,
-    "completion_tokens": 80, "latency_ms": 950, "attempt": 2,
+    "debate_id": "d1",
+    "event_id": "d1:2:team-b",
+    "ts": TS,
+    "round": 2,
+    "speaker": "team-b",
+    "stance": "AGAINST",
+    "text": "Jobs vanish.",
+    "model": "llama3",
+    "prompt_tokens": 120,
+    "completion_tokens": 80,
+    "latency_ms": 950,
+    "attempt": 2,
 }
 ENDED = {
-    "debate_id": "d1", "event_id": "d1:end", "ts": TS, "reason": "BUDGET", "detail": "spent 4000 tokens",
-    "summary": "Both sides agreed on retraining.", "rounds_completed": 5, "tokens_used": 4012,
+    "debate_id": "d1",
+    "event_id": "d1:end",
+    "ts": TS,
+    "reason": "BUDGET",
+    "detail": "spent 4000 tokens",
+    "summary": "Both sides agreed on retraining.",
+    "rounds_completed": 5,
+    "tokens_used": 4012,
 }
 # (kind, record type, record with every field set)
 SAMPLES: list[tuple[str, str, dict[str, Any]]] = [
-    ("debate_request", "DebateRequested", {
-        "debate_id": "d1", "event_id": "d1", "ts": TS, "motion": "AI is good for jobs", "rounds": 4,
-        "teams": TEAMS, "max_tokens": 4000, "requested_by": "cli",
-    }),
-    ("inbox", "TurnRequested", {
-        "debate_id": "d1", "event_id": "d1:2:team-b", "ts": TS, "motion": "AI is good for jobs",
-        "round": 2, "speaker": "team-b", "stance": "AGAINST", "persona": "a unionist", "model": "llama3",
-        "attempt": 2, "previous": {"speaker": "team-a", "round": 1, "text": "Productivity rises."},
-    }),
-    ("inbox", "TurnDrafted", {
-        "debate_id": "d1", "event_id": "d1:2:team-b", "ts": TS, "round": 2, "speaker": "team-b",
-        "attempt": 1, "text": "Jobs vanish. ✓", "model": "llama3", "prompt_tokens": 120,
-        "completion_tokens": 80, "latency_ms": 950,
-    }),
+    (
+        "debate_request",
+        "DebateRequested",
+        {
+            "debate_id": "d1",
+            "event_id": "d1",
+            "ts": TS,
+            "motion": "AI is good for jobs",
+            "rounds": 4,
+            "teams": TEAMS,
+            "max_tokens": 4000,
+            "requested_by": "cli",
+        },
+    ),
+    (
+        "inbox",
+        "TurnRequested",
+        {
+            "debate_id": "d1",
+            "event_id": "d1:2:team-b",
+            "ts": TS,
+            "motion": "AI is good for jobs",
+            "round": 2,
+            "speaker": "team-b",
+            "stance": "AGAINST",
+            "persona": "a unionist",
+            "model": "llama3",
+            "attempt": 2,
+            "previous": {"speaker": "team-a", "round": 1, "text": "Productivity rises."},
+        },
+    ),
+    (
+        "inbox",
+        "TurnDrafted",
+        {
+            "debate_id": "d1",
+            "event_id": "d1:2:team-b",
+            "ts": TS,
+            "round": 2,
+            "speaker": "team-b",
+            "attempt": 1,
+            "text": "Jobs vanish. ✓",
+            "model": "llama3",
+            "prompt_tokens": 120,
+            "completion_tokens": 80,
+            "latency_ms": 950,
+        },
+    ),
     ("inbox", "TurnTaken", TURN),
-    ("inbox", "TurnFailed", {
-        "debate_id": "d1", "event_id": "d1:2:team-b", "ts": TS, "round": 2, "speaker": "team-b",
-        "attempt": 3, "reason": "LLM timeout", "retriable": True,
-    }),
-    ("inbox", "DeadlinePassed", {
-        "debate_id": "d1", "event_id": "d1:2:team-b:deadline:1", "ts": TS, "turn_id": "d1:2:team-b",
-        "attempt": 1,
-    }),
+    (
+        "inbox",
+        "TurnFailed",
+        {
+            "debate_id": "d1",
+            "event_id": "d1:2:team-b",
+            "ts": TS,
+            "round": 2,
+            "speaker": "team-b",
+            "attempt": 3,
+            "reason": "LLM timeout",
+            "retriable": True,
+        },
+    ),
+    (
+        "inbox",
+        "DeadlinePassed",
+        {
+            "debate_id": "d1",
+            "event_id": "d1:2:team-b:deadline:1",
+            "ts": TS,
+            "turn_id": "d1:2:team-b",
+            "attempt": 1,
+        },
+    ),
     ("inbox", "DebateEnded", ENDED),
-    ("debate", "DebateStarted", {
-        "debate_id": "d1", "event_id": "d1:start", "ts": TS, "motion": "AI is good for jobs", "rounds": 4,
-        "speakers": TEAMS, "max_tokens": 4000,
-    }),
+    (
+        "debate",
+        "DebateStarted",
+        {
+            "debate_id": "d1",
+            "event_id": "d1:start",
+            "ts": TS,
+            "motion": "AI is good for jobs",
+            "rounds": 4,
+            "speakers": TEAMS,
+            "max_tokens": 4000,
+        },
+    ),
     ("debate", "TurnTaken", TURN),
     ("debate", "ModeratorNote", {"debate_id": "d1", "event_id": "d1:note:1", "ts": TS, "text": "Round 3."}),
     ("debate", "DebateEnded", ENDED),
@@ -112,8 +187,14 @@ def test_defaults_fill_optional_fields() -> None:
     minimal = {"debate_id": "d", "event_id": "d", "ts": 1, "motion": "m"}
     data = codec.encode("debate_request", "DebateRequested", minimal)
     assert codec.decode("debate_request", data)[1] == {
-        "debate_id": "d", "event_id": "d", "ts": 1, "motion": "m", "rounds": 8, "teams": [],
-        "max_tokens": 0, "requested_by": None,
+        "debate_id": "d",
+        "event_id": "d",
+        "ts": 1,
+        "motion": "m",
+        "rounds": 8,
+        "teams": [],
+        "max_tokens": 0,
+        "requested_by": None,
     }
 
 
@@ -163,7 +244,8 @@ def test_v1_debate_request_reads_with_todays_schema(v1_codec: Codec) -> None:
     old = {k: v for k, v in SAMPLES[0][2].items() if k not in ("max_tokens", "requested_by")}
     data = v1_codec.encode("debate_request", "DebateRequested", old)
     assert Codec.default().decode("debate_request", data) == (
-        "DebateRequested", {**old, "max_tokens": 0, "requested_by": None},
+        "DebateRequested",
+        {**old, "max_tokens": 0, "requested_by": None},
     )
 
 
@@ -176,8 +258,9 @@ def test_v1_debate_ended_reads_with_todays_schema(v1_codec: Codec) -> None:
 def test_v1_inbox_data_written_before_resume_existed_still_reads(v1_codec: Codec) -> None:
     taken = next(r for k, t, r in SAMPLES if k == "inbox" and t == "TurnTaken")
     data = v1_codec.encode("inbox", "TurnTaken", taken)
-    assert data[2:10] != Codec.default().encode("inbox", "TurnTaken", taken)[2:10], \
+    assert data[2:10] != Codec.default().encode("inbox", "TurnTaken", taken)[2:10], (
         "the inbox schema changed, so v1 data carries the old fingerprint"
+    )
     assert Codec.default().decode("inbox", data) == ("TurnTaken", taken)
 
 

@@ -1,4 +1,4 @@
-"""Avro single-object encoding of agon's events (DESIGN.md, "Events").
+"""Avro single-object encoding of agon's events (docs/design.md, "Events").
 
 A message is ``C3 01``, the 8-byte little-endian CRC-64-AVRO fingerprint of
 the writer schema's Parsing Canonical Form, then the schemaless Avro body. A
@@ -29,9 +29,12 @@ from fastavro.read import SchemaResolutionError
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 from fastavro.validation import ValidationError, validate
 
-from schemas import SCHEMA_DIR
-from streams.errors import CodecError
+from agon.errors import CodecError
 
+__all__ = ["HEADER_LEN", "KINDS", "MAGIC", "SCHEMA_DIR", "Codec", "now_ms", "schema_fingerprint"]
+
+#: the .avsc files beside this module: ``<kind>.avsc`` current, ``v<n>/*.avsc`` older versions
+SCHEMA_DIR = Path(__file__).parent
 MAGIC = b"\xc3\x01"
 HEADER_LEN = len(MAGIC) + 8
 KINDS = ("debate_request", "inbox", "debate")
@@ -170,7 +173,7 @@ class Codec:
         """
         reader = self._schema(kind)
         if len(data) >= len(MAGIC) and data[: len(MAGIC)] != MAGIC:
-            raise CodecError(f"bad magic 0x{data[:len(MAGIC)].hex()}, expected 0x{MAGIC.hex()}")
+            raise CodecError(f"bad magic 0x{data[: len(MAGIC)].hex()}, expected 0x{MAGIC.hex()}")
         if len(data) < HEADER_LEN:
             raise CodecError(f"truncated header: {len(data)} bytes, expected at least {HEADER_LEN}")
         fp = data[len(MAGIC) : HEADER_LEN]

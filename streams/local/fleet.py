@@ -1,11 +1,9 @@
-"""Agent worker processes on this machine: run one in the foreground, or run N per agent in
-the background under a supervisor (connectors/cli/supervisor.py), with pid files, state and
-logs under AGON_HOME."""
+"""Agent worker processes on this machine: N per agent in the background under a supervisor
+(:mod:`agon.streams.local.supervisor`), with pid files, state and logs under AGON_HOME."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,43 +13,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from connectors.cli.fleetfiles import (
-    describe_exit, FleetFiles, read_pid, is_worker, is_supervisor, settings_fingerprint, stop_signal,
+from agon.deadline import wait_until
+from agon.errors import AgonError, ConfigError
+from agon.files import read_pid
+from agon.procs import alive
+from agon.settings import Settings
+from agon.streams.admin import ensure_agon_topics
+from agon.streams.local.files import (
+    SUPERVISOR_MODULE,
+    FleetFiles,
+    describe_exit,
+    is_supervisor,
+    is_worker,
+    settings_fingerprint,
+    stop_signal,
 )
-from streams.errors import AgonError, ConfigError
-from streams.procs import alive
-from streams.settings import Settings
-from streams.topics import Topics, ensure_topics
+
+__all__ = ["Fleet", "WorkerProc"]
 
 KEEPS_DYING = 3  # consecutive short runs after which `up` gives up waiting for a worker
-
-
-def run_worker(agent: str, settings: Settings, index: int = 0) -> None:
-    """Run one agent worker in this process until it is stopped (SIGTERM/SIGINT)."""
-    from faust.worker import Worker
-
-    from agents.roles import build
-
-    ensure_agon_topics(settings)
-    app = build(agent, settings, index)
-    if settings.worker.guarantee == "exactly_once":
-        # local RocksDB may hold writes whose transaction aborted: restore from changelogs
-        for tables in Path(app.conf.datadir).glob("v*/tables"):
-            shutil.rmtree(tables)
-    # faust creates changelog topics itself, but a first write can race that creation
-    changelogs = {t.changelog_topic.get_topic_name(): t.partitions or settings.kafka.partitions
-                  for t in app.tables.values()}
-    ensure_topics(settings.kafka.bootstrap, changelogs, config={"cleanup.policy": "compact"})
-    Worker(app, loglevel=settings.log_level.lower(), quiet=True).execute_from_commandline()
-
-
-def ensure_agon_topics(settings: Settings) -> list[str]:
-    """The shared topics of the contract: requests, one inbox per agent, dead letters."""
-    topics = Topics(settings.namespace)
-    n = settings.kafka.partitions
-    names = {topics.requests: n, topics.dead_letters: 1}
-    names.update({topics.inbox(a.name): n for a in settings.agents})
-    return ensure_topics(settings.kafka.bootstrap, names)
 
 
 @dataclass(frozen=True)
@@ -129,11 +109,17 @@ class Fleet:
         slots = (self.files.read_state() if state is None else state).get("slots", {})
         slot = slots.get(f"{agent}-{index}") or {}
         current = pid is not None and slot.get("pid") == pid
-        return WorkerProc(agent, index, pid, self.files.log(agent, index),
-                          restarts=slot.get("restarts", 0), last_exit=slot.get("last_exit"),
-                          started_at=slot.get("started_at") if current else None,
-                          ready=bool(current and slot.get("ready_at")),
-                          retry_at=slot.get("retry_at") if pid is None else None)
+        return WorkerProc(
+            agent,
+            index,
+            pid,
+            self.files.log(agent, index),
+            restarts=slot.get("restarts", 0),
+            last_exit=slot.get("last_exit"),
+            started_at=slot.get("started_at") if current else None,
+            ready=bool(current and slot.get("ready_at")),
+            retry_at=slot.get("retry_at") if pid is None else None,
+        )
 
     def workers(self, agents: Iterable[str] | None = None) -> list[WorkerProc]:
         """Every wanted slot (of ``agents``, default all), running or not."""
@@ -144,16 +130,22 @@ class Fleet:
 
     # up and down
 
-    def up(self, agents: Iterable[str] | None = None, workers: int = 1, wait_s: float = 90.0,
-           progress: Callable[[str], None] = print) -> list[WorkerProc]:
+    def up(
+        self,
+        agents: Iterable[str] | None = None,
+        workers: int = 1,
+        wait_s: float = 90.0,
+        progress: Callable[[str], None] = print,
+    ) -> list[WorkerProc]:
         """Want ``workers`` workers of each of ``agents`` (default: the roster; other agents keep
         what they had), start the supervisor if none runs, and wait until every wanted worker
         has said it is ready. Workers that already run are left alone."""
         names = self.roster if agents is None else list(agents)
         unknown = [a for a in names if a not in self.roster]
         if unknown:
-            raise ConfigError(f"unknown agent(s) {', '.join(unknown)} "
-                              f"(the roster has: {', '.join(self.roster)})")
+            raise ConfigError(
+                f"unknown agent(s) {', '.join(unknown)} (the roster has: {', '.join(self.roster)})"
+            )
         if workers < 0:
             raise ConfigError(f"workers must be 0 or more, not {workers}")
         ensure_agon_topics(self.settings)
@@ -173,39 +165,61 @@ class Fleet:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.files.supervisor_log, "ab") as out:
             # the environment (AGON_*) and working directory pass on to it and its workers
-            proc = subprocess.Popen([sys.executable, "-m", "connectors.cli.supervisor"], stdout=out,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", SUPERVISOR_MODULE],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self._spawned = proc
-        deadline = time.monotonic() + 30.0
-        while (pid := self.supervisor()) is None:
-            if proc.poll() is not None and self.supervisor() is None:
-                raise AgonError(f"the supervisor exited ({describe_exit(proc.returncode)}); "
-                                f"see {self.files.supervisor_log}")
-            if time.monotonic() > deadline:
-                raise AgonError(f"the supervisor did not start; see {self.files.supervisor_log}")
-            time.sleep(0.05)
+
+        def started() -> int | None:
+            pid = self.supervisor()
+            if pid is None and proc.poll() is not None:
+                raise AgonError(
+                    f"the supervisor exited ({describe_exit(proc.returncode)}); "
+                    f"see {self.files.supervisor_log}"
+                )
+            return pid
+
+        pid = wait_until(started, 30.0, every_s=0.05)
+        if pid is None:
+            raise AgonError(f"the supervisor did not start; see {self.files.supervisor_log}")
         if pid == proc.pid:
             progress(f"started the supervisor (pid {pid}, log {self.files.supervisor_log})")
         return pid
 
-    def _wait_ready(self, supervisor: int, desired: dict[str, int], running: dict[str, int | None],
-                    wait_s: float, progress: Callable[[str], None]) -> None:
-        deadline = time.monotonic() + wait_s
+    def _wait_ready(
+        self,
+        supervisor: int,
+        desired: dict[str, int],
+        running: dict[str, int | None],
+        wait_s: float,
+        progress: Callable[[str], None],
+    ) -> None:
         announced: set[str] = set()
-        while True:
+        pending: list[tuple[str, Path]] = []
+
+        def ready() -> bool:
+            nonlocal pending
             if not alive(supervisor):
                 raise AgonError(f"the supervisor (pid {supervisor}) exited; see {self.files.supervisor_log}")
             pending = self._pending(supervisor, desired, running, announced, progress)
-            if not pending:
-                return
-            if time.monotonic() > deadline:
-                what, log = pending[0]
-                raise AgonError(f"{what} not ready after {wait_s:.0f} s; see {log}")
-            time.sleep(0.2)
+            return not pending
 
-    def _pending(self, supervisor: int, desired: dict[str, int], running: dict[str, int | None],
-                 announced: set[str], progress: Callable[[str], None]) -> list[tuple[str, Path]]:
+        if not wait_until(ready, wait_s, every_s=0.2):
+            what, log = pending[0]
+            raise AgonError(f"{what} not ready after {wait_s:.0f} s; see {log}")
+
+    def _pending(
+        self,
+        supervisor: int,
+        desired: dict[str, int],
+        running: dict[str, int | None],
+        announced: set[str],
+        progress: Callable[[str], None],
+    ) -> list[tuple[str, Path]]:
         """What is not yet as wanted, per the supervisor's state file, each with the log to read;
         raises when a worker keeps dying."""
         state = self.files.read_state()
@@ -213,12 +227,16 @@ class Fleet:
             return [(f"the supervisor (pid {supervisor})", self.files.supervisor_log)]
         missing = [a for a, n in desired.items() if n and a not in state.get("roster", [])]
         if missing:
-            raise AgonError(f"the running supervisor (pid {supervisor}) has no agent {missing[0]} in its "
-                            "roster (started with other settings?); `agon down` first")
+            raise AgonError(
+                f"the running supervisor (pid {supervisor}) has no agent {missing[0]} in its "
+                "roster (started with other settings?); `agon down` first"
+            )
         if state.get("settings") != settings_fingerprint(self.settings) and "settings" not in announced:
             announced.add("settings")
-            progress(f"note: the supervisor (pid {supervisor}) and its workers run with other settings "
-                     "than these; `agon down` first to apply them")
+            progress(
+                f"note: the supervisor (pid {supervisor}) and its workers run with other settings "
+                "than these; `agon down` first to apply them"
+            )
         if any(state.get("desired", {}).get(a, 0) != n for a, n in desired.items()):
             return [(f"the supervisor (pid {supervisor})", self.files.supervisor_log)]  # fleet.json unread
         pending = []
@@ -234,12 +252,17 @@ class Fleet:
                         progress(f"{name} {how} (pid {slot['pid']}, log {log})")
                     continue
                 if slot.get("streak", 0) >= KEEPS_DYING:
-                    raise AgonError(f"worker {name} keeps dying ({slot.get('restarts')} restarts, last "
-                                    f"exit {describe_exit(slot.get('last_exit'))}): {_last_line(log)}; "
-                                    f"see {log}")
+                    raise AgonError(
+                        f"worker {name} keeps dying ({slot.get('restarts')} restarts, last "
+                        f"exit {describe_exit(slot.get('last_exit'))}): {_last_line(log)}; "
+                        f"see {log}"
+                    )
                 pending.append((f"worker {name}", log))
-        pending += [(f"stopping worker {name}", Path(slot["log"])) for name, slot in slots.items()
-                    if slot["index"] >= desired.get(slot["agent"], 0)]
+        pending += [
+            (f"stopping worker {name}", Path(slot["log"]))
+            for name, slot in slots.items()
+            if slot["index"] >= desired.get(slot["agent"], 0)
+        ]
         return pending
 
     def down(self, timeout_s: float = 30.0) -> list[WorkerProc]:
@@ -279,12 +302,7 @@ class Fleet:
 
 
 def _wait_dead(pids: list[int], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while any(alive(pid) for pid in pids):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
+    return bool(wait_until(lambda: not any(alive(pid) for pid in pids), timeout_s))
 
 
 def _last_line(path: Path) -> str:

@@ -14,14 +14,16 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.errors import BrokerError
-from streams.procs import alive, port_taken
-from streams.settings import REPO_ROOT, Settings
+from agon.deadline import wait_until
+from agon.errors import BrokerError
+from agon.procs import alive, port_taken
+from agon.settings import REPO_ROOT, Settings
+
+__all__ = ["BrokerStatus", "LocalBroker"]
 
 POM = REPO_ROOT / "deploy" / "local" / "pom.xml"
 
@@ -114,6 +116,11 @@ class LocalBroker:
         """Resolve the broker's jars from Maven Central once; later calls are free."""
         if self.has_jars():
             return self.libs
+        if not POM.exists():
+            raise BrokerError(
+                f"the local broker is fetched with {POM}, which is not here: "
+                "run it from a checkout of agon, or point AGON_KAFKA_BOOTSTRAP at a broker"
+            )
         mvn = shutil.which(self.cfg.mvn)
         if mvn is None:
             raise BrokerError(
@@ -122,9 +129,17 @@ class LocalBroker:
             )
         tmp = self.libs.with_name("libs.partial")
         shutil.rmtree(tmp, ignore_errors=True)
-        cmd = [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-               f"-Dkafka.version={self.cfg.kafka_version}", f"-DoutputDirectory={tmp}",
-               "-DincludeScope=runtime"]
+        cmd = [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-Dkafka.version={self.cfg.kafka_version}",
+            f"-DoutputDirectory={tmp}",
+            "-DincludeScope=runtime",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
@@ -134,17 +149,30 @@ class LocalBroker:
 
     # -- lifecycle -----------------------------------------------------------------
     def _java_cmd(self, main: str, *args: str) -> list[str]:
-        return [self.java(), f"-Xmx{self.cfg.heap}", f"-Xms{self.cfg.heap}",
-                "-XX:+UseG1GC", "-Djava.awt.headless=true",
-                f"-Dlog4j2.configurationFile={self.root / 'log4j2.properties'}",
-                "-cp", str(self.libs / "*"), main, *args]
+        return [
+            self.java(),
+            f"-Xmx{self.cfg.heap}",
+            f"-Xms{self.cfg.heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.root / 'log4j2.properties'}",
+            "-cp",
+            str(self.libs / "*"),
+            main,
+            *args,
+        ]
 
     def _write_config(self) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
         props = self.root / "server.properties"
-        props.write_text(SERVER_PROPERTIES.format(
-            host=self.cfg.host, port=self.cfg.port, controller_port=self.cfg.controller_port,
-            data=self.data))
+        props.write_text(
+            SERVER_PROPERTIES.format(
+                host=self.cfg.host,
+                port=self.cfg.port,
+                controller_port=self.cfg.controller_port,
+                data=self.data,
+            )
+        )
         (self.root / "log4j2.properties").write_text(LOG4J2.format(log=self.log_file))
         return props
 
@@ -156,9 +184,13 @@ class LocalBroker:
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         proc = subprocess.run(
             self._java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)),
-            capture_output=True, text=True)
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
-            raise BrokerError("formatting KRaft storage failed: " + (proc.stdout + proc.stderr).strip()[-400:])
+            raise BrokerError(
+                "formatting KRaft storage failed: " + (proc.stdout + proc.stderr).strip()[-400:]
+            )
 
     def up(self, progress=print) -> BrokerStatus:
         """Start the broker unless it runs; return once it answers metadata requests."""
@@ -169,8 +201,10 @@ class LocalBroker:
             return self._wait_ready(status.pid)
         for port in (self.cfg.port, self.cfg.controller_port):
             if port_taken(self.cfg.host, port):
-                raise BrokerError(f"port {self.cfg.host}:{port} is taken by another process "
-                                  "that is not a Kafka broker; free it or set AGON_BROKER_PORT")
+                raise BrokerError(
+                    f"port {self.cfg.host}:{port} is taken by another process "
+                    "that is not a Kafka broker; free it or set AGON_BROKER_PORT"
+                )
         self.java()
         if not self.has_jars():
             progress(f"fetching Kafka {self.cfg.kafka_version} jars from Maven Central (once)…")
@@ -179,30 +213,40 @@ class LocalBroker:
         self._format(props)
         progress(f"starting Kafka {self.cfg.kafka_version} on {self.bootstrap} (log: {self.log_file})…")
         stdout = open(self.root / "broker.out", "ab")
-        proc = subprocess.Popen(self._java_cmd("kafka.Kafka", str(props)), stdout=stdout,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            self._java_cmd("kafka.Kafka", str(props)),
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self.pid_file.write_text(str(proc.pid))
         return self._wait_ready(proc.pid, proc)
 
     def _wait_ready(self, pid: int | None, proc: subprocess.Popen | None = None) -> BrokerStatus:
-        deadline = time.monotonic() + self.cfg.start_timeout_s
-        while time.monotonic() < deadline:
+        def answers() -> bool:
             if proc is not None and proc.poll() is not None:
-                raise BrokerError(f"the broker exited with code {proc.returncode} at start: "
-                                  f"{self._last_error()}")
-            if _answers_metadata(self.bootstrap, 1.0):
-                return self.status()
-            time.sleep(0.3)
-        raise BrokerError(f"the broker did not answer on {self.bootstrap} within "
-                          f"{self.cfg.start_timeout_s:.0f} s; see {self.log_file}")
+                raise BrokerError(
+                    f"the broker exited with code {proc.returncode} at start: {self._last_error()}"
+                )
+            return _answers_metadata(self.bootstrap, 1.0)
+
+        if wait_until(answers, self.cfg.start_timeout_s, every_s=0.3):
+            return self.status()
+        raise BrokerError(
+            f"the broker did not answer on {self.bootstrap} within "
+            f"{self.cfg.start_timeout_s:.0f} s; see {self.log_file}"
+        )
 
     def _last_error(self) -> str:
         for name in ("broker.out", "broker.log"):
             path = self.root / name
             if path.exists():
-                lines = [ln for ln in path.read_text(errors="replace").splitlines()
-                         if "ERROR" in ln or "Exception" in ln]
+                lines = [
+                    ln
+                    for ln in path.read_text(errors="replace").splitlines()
+                    if "ERROR" in ln or "Exception" in ln
+                ]
                 if lines:
                     return lines[-1][:300]
         return f"see {self.log_file}"
@@ -213,10 +257,7 @@ class LocalBroker:
         if pid is None:
             return False
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if alive(pid):
+        if not wait_until(lambda: not alive(pid), timeout_s, every_s=0.2):
             os.kill(pid, signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)
         return True
@@ -245,8 +286,6 @@ class LocalBroker:
         return None
 
 
-
-
 def _answers_metadata(bootstrap: str, timeout_s: float) -> bool:
     """True when a Kafka broker at ``bootstrap`` answers a metadata request."""
     host, _, port = bootstrap.rpartition(":")
@@ -254,8 +293,7 @@ def _answers_metadata(bootstrap: str, timeout_s: float) -> bool:
         return False
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0,
-                         "logger": _SILENT})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, "logger": _SILENT})
     try:
         admin.list_topics(timeout=timeout_s)
         return True

@@ -5,7 +5,7 @@ workers ``moderator-0`` and ``moderator-1``. Every tick it re-reads that file
 (so `agon up` or an autoscaler only rewrites it), starts missing workers,
 restarts dead ones after an exponential back-off per slot, stops workers whose
 index is no longer wanted, and records what runs in ``supervisor.json``.
-Run it as ``python -m connectors.cli.supervisor`` (what ``Fleet.up`` does).
+Run it as ``python -m agon.streams.local.supervisor`` (what ``Fleet.up`` does).
 """
 
 from __future__ import annotations
@@ -22,10 +22,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectors.cli.fleetfiles import (READY_MARK, FleetFiles, describe_exit, is_worker, read_pid,
-                                    settings_fingerprint, stop_signal, worker_command, write_atomically)
-from streams.procs import alive
-from streams.settings import Settings
+from agon import procs
+from agon.deadline import wait_until
+from agon.files import read_pid, write_atomically
+from agon.settings import Settings
+from agon.streams.local.files import (
+    READY_MARK,
+    FleetFiles,
+    describe_exit,
+    is_worker,
+    settings_fingerprint,
+    stop_signal,
+    worker_command,
+)
+
+__all__ = ["Backoff", "Supervisor", "main"]
 
 START_MARK = "--- agon supervisor: starting "  # written into a worker's log before each start
 
@@ -48,17 +59,6 @@ class Backoff:
         delay = min(self.cap_s, self.base_s * 2 ** min(self.streak, 32))
         self.streak += 1
         return delay
-
-
-def process_start(pid: int) -> float | None:
-    """When ``pid`` started (wall clock), where /proc tells."""
-    try:
-        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-        with open("/proc/stat") as f:
-            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-    return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -90,13 +90,19 @@ class Slot:
         if self.proc is not None:
             code = self.proc.poll()
             return code is not None, code
-        return not alive(self.pid), None
+        return not procs.alive(self.pid), None
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, *, tick_s: float = 0.1, stop_timeout_s: float = 20.0,
-                 backoff: Callable[[], Backoff] = Backoff,
-                 command: Callable[[str, int], list[str]] = worker_command) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        tick_s: float = 0.1,
+        stop_timeout_s: float = 20.0,
+        backoff: Callable[[], Backoff] = Backoff,
+        command: Callable[[str, int], list[str]] = worker_command,
+    ) -> None:
         self.files = FleetFiles(settings)
         self.roster = [a.name for a in settings.agents]
         self.fingerprint = settings_fingerprint(settings)
@@ -178,9 +184,16 @@ class Supervisor:
             if not index.isdigit() or pid is None or not is_worker(pid, agent, int(index)):
                 path.unlink(missing_ok=True)
                 continue
-            started_at = process_start(pid) or time.time()
-            slot = Slot(agent, int(index), self.new_backoff(), pid=pid, started_at=started_at,
-                        started_mono=time.monotonic() - (time.time() - started_at), runs=1)
+            since = procs.started_at(pid) or time.time()
+            slot = Slot(
+                agent,
+                int(index),
+                self.new_backoff(),
+                pid=pid,
+                started_at=since,
+                started_mono=time.monotonic() - (time.time() - since),
+                runs=1,
+            )
             slot.scanned = self._last_start_offset(self.files.log(agent, slot.index))
             self.slots[slot.name] = slot
             log.info("adopted %s (pid %d)", slot.name, pid)
@@ -210,8 +223,14 @@ class Supervisor:
                 continue
             delay = slot.backoff.after_exit(uptime)
             self._retry(slot, now, delay)
-            log.warning("%s (pid %s) exited (%s) after %.1f s; restarting in %.1f s",
-                        slot.name, slot.last_pid, describe_exit(code), uptime, delay)
+            log.warning(
+                "%s (pid %s) exited (%s) after %.1f s; restarting in %.1f s",
+                slot.name,
+                slot.last_pid,
+                describe_exit(code),
+                uptime,
+                delay,
+            )
 
     @staticmethod
     def _retry(slot: Slot, now: float, delay: float) -> None:
@@ -254,9 +273,13 @@ class Supervisor:
                 out.write(f"{START_MARK}{slot.name}{restart} ---\n".encode())
                 out.flush()
                 slot.scanned = out.tell()
-                proc = subprocess.Popen(self.command(slot.agent, slot.index), stdout=out,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        start_new_session=True)
+                proc = subprocess.Popen(
+                    self.command(slot.agent, slot.index),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
         except OSError as exc:
             delay = slot.backoff.after_exit(0.0)
             self._retry(slot, now, delay)
@@ -289,14 +312,16 @@ class Supervisor:
         running = [s for s in self.slots.values() if s.pid is not None]
         for slot in running:
             stop_signal(slot.pid)
-        deadline = time.monotonic() + self.stop_timeout_s
-        while any(not s.exit_code()[0] for s in running) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: all(s.exit_code()[0] for s in running), self.stop_timeout_s)
         for slot in running:
             ended, code = slot.exit_code()
             if not ended:
-                log.warning("%s (pid %d) ignored SIGTERM for %.0f s: killing it",
-                            slot.name, slot.pid, self.stop_timeout_s)
+                log.warning(
+                    "%s (pid %d) ignored SIGTERM for %.0f s: killing it",
+                    slot.name,
+                    slot.pid,
+                    self.stop_timeout_s,
+                )
                 stop_signal(slot.pid, signal.SIGKILL)
                 if slot.proc is not None:
                     code = slot.proc.wait()
@@ -307,16 +332,31 @@ class Supervisor:
     # what others read
 
     def write_state(self, stopped: bool = False) -> None:
-        slots = {s.name: {"agent": s.agent, "index": s.index, "pid": s.pid,
-                          "restarts": max(0, s.runs - 1), "streak": s.backoff.streak,
-                          "last_exit": s.last_exit, "started_at": s.started_at if s.pid else None,
-                          "ready_at": s.ready_at, "stopping": s.stopping_since is not None,
-                          "retry_at": s.retry_at_wall if s.pid is None and not stopped else None,
-                          "log": str(self.files.log(s.agent, s.index))}
-                 for s in sorted(self.slots.values(), key=lambda s: (s.agent, s.index))}
-        state = {"pid": os.getpid(), "started_at": self.started_at, "stopped": stopped,
-                 "settings": self.fingerprint, "roster": self.roster, "desired": self.desired,
-                 "slots": slots}
+        slots = {
+            s.name: {
+                "agent": s.agent,
+                "index": s.index,
+                "pid": s.pid,
+                "restarts": max(0, s.runs - 1),
+                "streak": s.backoff.streak,
+                "last_exit": s.last_exit,
+                "started_at": s.started_at if s.pid else None,
+                "ready_at": s.ready_at,
+                "stopping": s.stopping_since is not None,
+                "retry_at": s.retry_at_wall if s.pid is None and not stopped else None,
+                "log": str(self.files.log(s.agent, s.index)),
+            }
+            for s in sorted(self.slots.values(), key=lambda s: (s.agent, s.index))
+        }
+        state = {
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "stopped": stopped,
+            "settings": self.fingerprint,
+            "roster": self.roster,
+            "desired": self.desired,
+            "slots": slots,
+        }
         text = json.dumps(state, indent=2) + "\n"
         if text != self._last_state:
             write_atomically(self.files.state, text)
@@ -326,8 +366,9 @@ class Supervisor:
 def main() -> int:
     from pydantic import ValidationError
 
-    logging.basicConfig(stream=sys.stdout, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         settings = Settings()
     except ValidationError as exc:

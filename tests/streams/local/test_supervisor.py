@@ -15,20 +15,21 @@ import time
 from pathlib import Path
 
 import pytest
-
-from connectors.cli.main import main
-from connectors.cli.supervisor import Backoff, Supervisor
-from connectors.cli.fleetfiles import READY_MARK, is_worker
-from connectors.cli.workers import Fleet
 from helpers import running_fleet, wait_for
-from streams.procs import alive
-from streams.settings import Settings
+
+from agon.connectors.cli.main import main
+from agon.procs import alive
+from agon.settings import Settings
+from agon.streams.local.files import READY_MARK, is_worker
+from agon.streams.local.fleet import Fleet
+from agon.streams.local.supervisor import Backoff, Supervisor
 
 SLEEPER = f"import time; print({READY_MARK!r}, flush=True); time.sleep(120)"
 CRASHER = "import sys; sys.exit(3)"
 
 
 # back-off, without processes
+
 
 def test_backoff_doubles_from_a_fifth_of_a_second_up_to_thirty():
     backoff = Backoff()
@@ -51,6 +52,7 @@ def test_backoff_stays_capped_however_long_a_worker_crash_loops():
 
 
 # the supervisor's loop over stand-in workers
+
 
 def stand_in(code: str):
     """Workers that run ``code``; their command line names agent and index as real ones do."""
@@ -86,6 +88,7 @@ def run_until(sup: Supervisor, check, timeout_s: float, what: str):
     def step_and_check():
         sup.step()
         return check()
+
     return wait_for(step_and_check, timeout_s, what, every_s=0.05)
 
 
@@ -120,8 +123,12 @@ def test_a_killed_worker_is_reaped_and_restarted_after_half_a_second(home_settin
     old, other = pid_of(sup, "moderator-1"), pid_of(sup, "moderator-0")
     os.kill(old, signal.SIGKILL)
     killed = time.monotonic()
-    new = run_until(sup, lambda: pid_of(sup, "moderator-1") not in (None, old) and pid_of(sup, "moderator-1"),
-                    10, "a new moderator-1")
+    new = run_until(
+        sup,
+        lambda: pid_of(sup, "moderator-1") not in (None, old) and pid_of(sup, "moderator-1"),
+        10,
+        "a new moderator-1",
+    )
     assert time.monotonic() - killed >= 0.2, "restarted without back-off"
     assert not Path(f"/proc/{old}").exists(), "the killed worker was left a zombie"
     run_until(sup, lambda: slot_state(sup, "moderator-1").get("ready_at"), 10, "moderator-1 ready again")
@@ -133,8 +140,7 @@ def test_a_killed_worker_is_reaped_and_restarted_after_half_a_second(home_settin
 
 
 def test_a_crash_looping_worker_is_restarted_ever_more_slowly(home_settings, supervisors):
-    sup = supervisor(home_settings, supervisors, code=CRASHER,
-                     backoff=lambda: Backoff(base_s=0.1, cap_s=0.4))
+    sup = supervisor(home_settings, supervisors, code=CRASHER, backoff=lambda: Backoff(base_s=0.1, cap_s=0.4))
     want(sup, team_a=1)
     began = time.monotonic()
     run_until(sup, lambda: slot_state(sup, "team-a-0").get("restarts", 0) >= 4, 15, "4 restarts")
@@ -165,16 +171,24 @@ def test_a_stopped_worker_is_alive_and_still_stops_cleanly(home_settings, superv
 def test_scaling_down_stops_the_highest_indexes_only(home_settings, supervisors):
     sup = supervisor(home_settings, supervisors)
     want(sup, moderator=3)
-    run_until(sup, lambda: all(slot_state(sup, f"moderator-{i}").get("ready_at") for i in range(3)),
-              10, "3 moderators ready")
+    run_until(
+        sup,
+        lambda: all(slot_state(sup, f"moderator-{i}").get("ready_at") for i in range(3)),
+        10,
+        "3 moderators ready",
+    )
     pids = [pid_of(sup, f"moderator-{i}") for i in range(3)]
     sup.files.desired.write_text("{not json")  # half written, say: the last wish stands
     for _ in range(5):
         sup.step()
     assert [pid_of(sup, f"moderator-{i}") for i in range(3)] == pids
     want(sup, moderator=1)
-    run_until(sup, lambda: "moderator-1" not in sup.slots and "moderator-2" not in sup.slots, 10,
-              "moderator-1 and -2 stopped")
+    run_until(
+        sup,
+        lambda: "moderator-1" not in sup.slots and "moderator-2" not in sup.slots,
+        10,
+        "moderator-1 and -2 stopped",
+    )
     assert not alive(pids[1]) and not alive(pids[2]) and pid_of(sup, "moderator-1") is None
     assert pid_of(sup, "moderator-0") == pids[0] and alive(pids[0])
     assert list(json.loads(sup.files.state.read_text())["slots"]) == ["moderator-0"]
@@ -208,10 +222,12 @@ def test_up_refuses_zero_workers(monkeypatch, tmp_path, capsys):
 
 # real workers on a real broker
 
+
 @pytest.fixture(scope="module")
 def two_moderators(kafka_bootstrap, tmp_path_factory):
-    with running_fleet(kafka_bootstrap, tmp_path_factory.mktemp("pair"), agents=["moderator"],
-                       workers=2) as settings:
+    with running_fleet(
+        kafka_bootstrap, tmp_path_factory.mktemp("pair"), agents=["moderator"], workers=2
+    ) as settings:
         yield settings
 
 
@@ -239,8 +255,11 @@ def test_a_killed_worker_is_restarted_without_touching_the_other(two_moderators,
     fleet = Fleet(two_moderators)
     first, second = fleet.workers()
     os.kill(second.pid, signal.SIGKILL)
-    restarted = wait_for(lambda: (w := fleet.worker("moderator", 1)).pid not in (None, second.pid) and w.ready
-                         and w, 60, "moderator-1 restarted and ready")
+    restarted = wait_for(
+        lambda: (w := fleet.worker("moderator", 1)).pid not in (None, second.pid) and w.ready and w,
+        60,
+        "moderator-1 restarted and ready",
+    )
     assert restarted.restarts == 1 and restarted.last_exit == -signal.SIGKILL
     assert second.log.read_text().count(READY_MARK) == 2
     assert fleet.worker("moderator", 0).pid == first.pid and fleet.worker("moderator", 0).restarts == 0

@@ -1,8 +1,9 @@
-"""The interface every language-model backend implements.
+"""What a debater needs from a language model: the one interface every backend implements.
 
 A call takes the whole conversation, system message first, and returns one
-:class:`Reply`. Backends raise :class:`LLMError` only; its ``retriable`` tells
-the caller whether asking again can help.
+:class:`Reply`. Backends (``agon.connectors.llm``) raise
+:class:`~agon.errors.LLMError` only; its ``retriable`` tells the caller whether
+asking again can help.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from streams.errors import AgonError
+from agon.errors import LLMError
+
+__all__ = ["LLM", "LLMError", "Message", "Reply", "Role"]
 
 Role = Literal["system", "user", "assistant"]
 
@@ -31,14 +34,8 @@ class Reply:
     latency_ms: int
 
 
-class LLMError(AgonError):
-    """A model call failed: unreachable, timed out, rejected, or unreadable."""
-
-
 class LLM(Protocol):
-    async def chat(
-        self, model: str, messages: Sequence[Message], *, timeout: float | None = None
-    ) -> Reply:
+    async def chat(self, model: str, messages: Sequence[Message], *, timeout: float | None = None) -> Reply:
         """Answer ``messages`` (system message first) with ``model``, within ``timeout`` seconds."""
         ...
 

@@ -1,5 +1,5 @@
 """Where a namespace's fleet keeps its state under AGON_HOME, and small facts about its
-processes; shared by :mod:`connectors.cli.workers` and the supervisor."""
+processes; shared by :mod:`agon.streams.local.fleet` and the supervisor."""
 
 from __future__ import annotations
 
@@ -11,8 +11,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from streams.procs import alive
-from streams.settings import Settings
+from agon.files import write_atomically
+from agon.procs import alive, cmdline
+from agon.settings import Settings
+
+#: how the supervisor starts worker ``agent-index``: the CLI's ``worker`` command
+WORKER_MODULE = "agon.connectors.cli"
+SUPERVISOR_MODULE = "agon.streams.local.supervisor"
 
 READY_MARK = "[^Worker]: Ready"
 
@@ -70,29 +75,6 @@ class FleetFiles:
         return state if isinstance(state, dict) else {}
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Readers see the old or the new file, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def cmdline(pid: int) -> list[str] | None:
-    """The command line of ``pid``, or None where /proc cannot tell."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").decode(errors="replace").split("\0")
-    except OSError:
-        return None
-
-
 def is_worker(pid: int, agent: str, index: int) -> bool:
     """``pid`` runs and is agon's worker ``agent-index`` (not a recycled pid)."""
     if not alive(pid):
@@ -105,7 +87,7 @@ def is_supervisor(pid: int) -> bool:
     if not alive(pid):
         return False
     args = cmdline(pid)
-    return args is None or "connectors.cli.supervisor" in args
+    return args is None or SUPERVISOR_MODULE in args
 
 
 def settings_fingerprint(settings: Settings) -> str:
@@ -114,7 +96,7 @@ def settings_fingerprint(settings: Settings) -> str:
 
 
 def worker_command(agent: str, index: int) -> list[str]:
-    return [sys.executable, "-m", "connectors.cli.main", "worker", agent, "--index", str(index)]
+    return [sys.executable, "-m", WORKER_MODULE, "worker", agent, "--index", str(index)]
 
 
 def stop_signal(pid: int, sig: signal.Signals = signal.SIGTERM) -> None:

@@ -1,0 +1,5 @@
+import sys
+
+from agon.connectors.cli.main import main
+
+sys.exit(main())

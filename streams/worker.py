@@ -1,0 +1,27 @@
+"""Running one agent worker in this process: its topics, its local state, faust's Worker."""
+
+from __future__ import annotations
+
+import faust
+
+from agon.settings import Settings
+from agon.streams.admin import ensure_agon_topics, ensure_topics
+from agon.streams.eos import discard_local_tables
+
+__all__ = ["run_worker"]
+
+
+def run_worker(app: faust.App, settings: Settings) -> None:
+    """Run ``app`` (one worker of an agent, built by its role) until SIGTERM/SIGINT."""
+    from faust.worker import Worker
+
+    ensure_agon_topics(settings)
+    if settings.worker.guarantee == "exactly_once":
+        discard_local_tables(app)
+    # faust creates changelog topics itself, but a first write can race that creation
+    changelogs = {
+        t.changelog_topic.get_topic_name(): t.partitions or settings.kafka.partitions
+        for t in app.tables.values()
+    }
+    ensure_topics(settings.kafka.bootstrap, changelogs, config={"cleanup.policy": "compact"})
+    Worker(app, loglevel=settings.log_level.lower(), quiet=True).execute_from_commandline()

@@ -1,0 +1,50 @@
+"""What the README and docs/ say is true of the code: paths exist, numbers match."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from agon.agents.requests import MAX_ROUNDS
+from agon.settings import REPO_ROOT, Settings
+from agon.streams.local.supervisor import Backoff
+
+DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+DOCS += [REPO_ROOT / "deploy" / "local" / "README.md", REPO_ROOT / "benchmarks" / "README.md"]
+PATH = re.compile(r"`([A-Za-z0-9_.-]+/[A-Za-z0-9_./-]*\.(?:py|md|xml|json|avsc|toml))`")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_every_path_a_doc_names_exists_in_the_repository(doc: Path) -> None:
+    text = doc.read_text()
+    assert "../shared" not in text, "points outside the repository"
+    missing = [
+        p for p in PATH.findall(text) if not (REPO_ROOT / p).exists() and not (doc.parent / p).exists()
+    ]
+    assert missing == []
+
+
+def test_the_numbers_in_the_readme_are_the_code_s() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    defaults = Settings.model_construct().worker  # defaults only, not this environment
+    backoff = Backoff()
+    for claim in (
+        f"back-off {backoff.base_s:g} s × 2^k, at most {backoff.cap_s:g} s",
+        f"a {defaults.session_timeout_s:g} s session timeout",
+        f"after {defaults.session_timeout_s:g} s",
+        f"rounds outside 1–{MAX_ROUNDS}",
+    ):
+        assert claim in readme
+
+
+def test_the_chaos_run_the_readme_describes_is_the_one_ci_runs() -> None:
+    readme = " ".join((REPO_ROOT / "README.md").read_text().split())
+    source = (REPO_ROOT / "tests" / "chaos" / "test_chaos.py").read_text()
+    debates = re.search(r"^DEBATES, ROUNDS = (\d+), \d+$", source, re.M)
+    kills = re.search(r"^KILLS, STOPS, BROKER_RESTARTS = (\d+), 1, 1", source, re.M)
+    assert debates and kills
+    words = {6: "six", 9: "nine", 12: "twelve"}
+    assert f"runs {debates.group(1)} debates" in readme
+    assert f"SIGKILLs {words[int(kills.group(1))]} workers" in readme
