@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import faust
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 from faust.exceptions import ProducerSendError
 from faust.types import EventT
 
@@ -29,6 +35,22 @@ from agon.streams import metrics
 log = logging.getLogger(__name__)
 
 RAW = {"key_serializer": "raw", "value_serializer": "raw"}
+MAX_REASON = 1000
+MAX_DEAD_KEY = 1024
+# a copy in the dead-letter topic stays under the broker's default record limit (1 MiB)
+MAX_DEAD_VALUE = 900_000
+#: Kafka errors that a record's content causes (a name or size Kafka refuses): input errors
+INPUT_ERRORS = (InvalidTopicError, MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError)
+
+
+def input_error(exc: BaseException) -> BaseException | None:
+    """The Kafka error behind ``exc`` if the input caused it, else None."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if isinstance(exc, INPUT_ERRORS):
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
 
 
 class Agent:
@@ -97,8 +119,11 @@ class Agent:
         try:
             record_type, body = self.codec.decode(kind, msg.value)
         except CodecError as exc:
-            await self.dead_letter(event, f"undecodable {kind} event: {exc}")
-            metrics.EVENTS.labels(self.name, "undecodable", "dead_letter").inc()
+            await self.reject(event, "undecodable", f"undecodable {kind} event: {exc}")
+            return
+        problem = self.envelope_problem(record_type, body, msg.key)
+        if problem:
+            await self.reject(event, record_type, f"{record_type} refused by {self.name}: {problem}")
             return
         try:
             await self.handle(record_type, body, event)
@@ -106,16 +131,37 @@ class Agent:
         except AgonError as exc:
             if exc.retriable:
                 raise
-            await self.dead_letter(event, f"{record_type} rejected by {self.name}: {exc}")
-            metrics.EVENTS.labels(self.name, record_type, "dead_letter").inc()
-        except (KafkaError, ProducerSendError):
-            raise  # the infrastructure failed, not the event: crash, restart, redo
+            await self.reject(event, record_type, f"{record_type} rejected by {self.name}: {exc}")
+        except (KafkaError, ProducerSendError) as exc:
+            cause = input_error(exc)
+            if cause is None:
+                raise  # the infrastructure failed, not the event: crash, restart, redo
+            await self.reject(
+                event,
+                record_type,
+                f"{record_type} cannot be handled: Kafka refused what it asks for: {cause}",
+            )
         except Exception as exc:  # a bug for this one event: park it, keep serving the rest
             log.exception("debate=%s %s handler failed", body.get("debate_id"), record_type)
-            await self.dead_letter(
-                event, f"{record_type} handler failed in {self.name}: {type(exc).__name__}: {exc}"
+            await self.reject(
+                event,
+                record_type,
+                f"{record_type} handler failed in {self.name}: {type(exc).__name__}: {exc}",
             )
-            metrics.EVENTS.labels(self.name, record_type, "dead_letter").inc()
+
+    def envelope_problem(self, record_type: str, body: dict[str, Any], key: bytes | None) -> str | None:
+        """What is wrong with an event's debate id or key, whatever its type; None if nothing.
+
+        Every event but a ``Resume`` marker names a debate whose id could name a topic; a keyed
+        event's key is its debate id (an unkeyed request is fine: the id is in the value)."""
+        debate_id = body.get("debate_id")
+        if record_type != "Resume":
+            problem = self.topics.debate_id_problem(debate_id)
+            if problem:
+                return problem
+        if key is not None and key != str(debate_id).encode():
+            return f"its key {key[:60]!r} is not its debate id {str(debate_id)[:60]!r}"
+        return None
 
     async def handle(self, record_type: str, body: dict[str, Any], event: EventT) -> None:
         """Handle one decoded event, within the transaction of its input partition."""
@@ -161,16 +207,30 @@ class Agent:
         value = self.codec.encode(kind, record_type, body)
         await self.app.send_untransacted(topic, body["debate_id"].encode(), value, partition)
 
+    async def reject(self, event: EventT, record_type: str, reason: str) -> None:
+        await self.dead_letter(event, reason)
+        metrics.EVENTS.labels(self.name, record_type, "dead_letter").inc()
+
     async def dead_letter(self, event: EventT, reason: str) -> None:
+        """Park ``event`` in the dead-letter topic with its reason and source coordinates, in
+        the transaction of its input partition (so its offset advances with it)."""
         msg = event.message
         log.warning("dead letter from %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, reason)
         metrics.DEAD_LETTERS.labels(self.name).inc()
         headers = [
-            ("reason", reason.encode()),
+            ("reason", reason[:MAX_REASON].encode(errors="replace")),
             ("source.topic", msg.topic.encode()),
             ("source.partition", str(msg.partition).encode()),
             ("source.offset", str(msg.offset).encode()),
             ("agent", self.name.encode()),
         ]
-        fut = await self.topic(self.topics.dead_letters).send(key=msg.key, value=msg.value, headers=headers)
+        key, value = msg.key, msg.value
+        if key is not None and len(key) > MAX_DEAD_KEY:
+            headers.append(("key.truncated.from", str(len(key)).encode()))
+            key = key[:MAX_DEAD_KEY]
+        if value is not None and len(value) > MAX_DEAD_VALUE:
+            # the whole record stays at its source coordinates until that topic's retention
+            headers.append(("value.truncated.from", str(len(value)).encode()))
+            value = value[:MAX_DEAD_VALUE]
+        fut = await self.topic(self.topics.dead_letters).send(key=key, value=value, headers=headers)
         await fut

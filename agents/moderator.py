@@ -14,8 +14,8 @@ from typing import Any
 from agon.agents.base import Agent
 from agon.agents.judging import summarize, unproductive
 from agon.agents.requests import validate_request
-from agon.errors import AgonError
-from agon.schemas import now_ms, valid_debate_id
+from agon.errors import AgonError, ConfigError
+from agon.schemas import now_ms, partition_for
 from agon.streams import metrics
 
 log = logging.getLogger(__name__)
@@ -44,13 +44,29 @@ class Moderator(Agent):
         }.get(record_type)
         if handler is None:
             raise AgonError(f"the moderator does not handle {record_type}")
-        await handler(body)
+        if record_type == "DebateRequested":
+            await self.on_requested(body, event.message.partition)
+        else:
+            await handler(body)
+
+    def home(self, debate_id: str) -> int:
+        """The partition of every keyed topic where this debate lives (murmur2 of its id)."""
+        return partition_for(debate_id.encode(), self.settings.kafka.partitions)
 
     # -- start -------------------------------------------------------------------------
-    async def on_requested(self, req: dict[str, Any]) -> None:
+    async def on_requested(self, req: dict[str, Any], partition: int) -> None:
         debate_id = req["debate_id"]
-        if not valid_debate_id(debate_id):
-            raise AgonError(f"debate id {debate_id!r} cannot name a topic ([A-Za-z0-9._-], ≤100)")
+        problems = validate_request(req, self.settings)
+        if problems:  # to the dead letters, with the reasons; no topic is created
+            raise ConfigError("; ".join(problems))
+        home = self.home(debate_id)
+        if partition != home:
+            # another client's partitioner (or none) put it here, where this debate's state does
+            # not live: re-key it onto its own partition first, in this transaction, as Kafka
+            # Streams does with repartition topics
+            log.info("debate=%s request re-keyed from partition %d to %d", debate_id, partition, home)
+            await self.send(self.topics.inbox(self.name), "inbox", "DebateRequested", req, partition=home)
+            return
         if self.debates.get(debate_id) is not None:
             log.info("debate=%s duplicate request ignored", debate_id)
             return
@@ -69,12 +85,6 @@ class Moderator(Agent):
             "turns": [],
         }
         await self.app.topic(self.topics.debate(debate_id), partitions=1, replicas=1).maybe_declare()
-        problems = validate_request(req, self.settings)
-        if problems:
-            state["status"] = "ended"
-            self.debates[debate_id] = state
-            await self.send_ended(debate_id, state, "REJECTED", "; ".join(problems))
-            return
         await self.send(
             self.topics.debate(debate_id),
             "debate",

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from agon.schemas import valid_debate_id
+from agon.schemas import Topics
 from agon.settings import Settings
 
 MAX_ROUNDS = 50
 MAX_MOTION = 500
+MAX_PERSONA = 500
+MAX_MODEL = 200
 
 
 def validate_request(req: dict[str, Any], settings: Settings) -> list[str]:
     """Every problem with the request, as sentences a user can act on; [] when it is valid."""
     problems = []
-    if not valid_debate_id(req.get("debate_id", "")):
-        problems.append("the debate id must be 1-100 characters of [A-Za-z0-9._-]")
+    id_problem = Topics(settings.namespace).debate_id_problem(req.get("debate_id"))
+    if id_problem:
+        problems.append(id_problem)
     motion = (req.get("motion") or "").strip()
     if not motion:
         problems.append("the motion is empty")
@@ -33,6 +36,10 @@ def validate_request(req: dict[str, Any], settings: Settings) -> list[str]:
         if team["agent"] not in debaters:
             known = ", ".join(sorted(debaters)) or "none"
             problems.append(f"unknown agent {team['agent']!r} (debaters: {known})")
+        if len(team.get("persona") or "") > MAX_PERSONA:
+            problems.append(f"{team['agent']}'s persona is longer than {MAX_PERSONA} characters")
+        if len(team.get("model") or "") > MAX_MODEL:
+            problems.append(f"{team['agent']}'s model name is longer than {MAX_MODEL} characters")
     if teams and len({t["agent"] for t in teams}) != len(teams):
         problems.append("an agent may speak for only one team")
     if teams and len(teams) < 2:

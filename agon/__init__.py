@@ -6,8 +6,8 @@ imports. The layers, bottom to top: ``agon.schemas`` (the event contract),
 ``agon.agents`` (the debate's domain), ``agon.connectors`` (CLI, LLM backends).
 """
 
-from agon.errors import AgonError, BrokerError, CodecError, ConfigError, LLMError
+from agon.errors import AgonError, BrokerError, CodecError, ConfigError, LLMError, MissingTopic
 from agon.settings import Settings
 
-__all__ = ["AgonError", "BrokerError", "CodecError", "ConfigError", "LLMError", "Settings"]
+__all__ = ["AgonError", "BrokerError", "CodecError", "ConfigError", "LLMError", "MissingTopic", "Settings"]
 __version__ = "0.1.0"

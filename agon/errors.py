@@ -7,7 +7,7 @@ only report errors catch :class:`AgonError`.
 
 from __future__ import annotations
 
-__all__ = ["AgonError", "BrokerError", "CodecError", "ConfigError", "LLMError"]
+__all__ = ["AgonError", "BrokerError", "CodecError", "ConfigError", "LLMError", "MissingTopic"]
 
 
 class AgonError(Exception):
@@ -27,6 +27,10 @@ class ConfigError(AgonError):
 
 class BrokerError(AgonError):
     """Kafka cannot be fetched, started or reached, or refused an operation."""
+
+
+class MissingTopic(BrokerError):
+    """An event asks to write to a topic that does not exist (a deleted or forged debate)."""
 
 
 class CodecError(AgonError):

@@ -166,12 +166,17 @@ class Codec:
             raise CodecError(_reason(f"cannot write {record_type}", exc)) from exc
         return out.getvalue()
 
-    def decode(self, kind: str, data: bytes) -> tuple[str, dict[str, Any]]:
+    def decode(self, kind: str, data: bytes | None) -> tuple[str, dict[str, Any]]:
         """The short record type name and the record of a message read as ``kind``.
 
         Raises :class:`CodecError` with a one-line reason fit for a dead-letter header.
         """
         reader = self._schema(kind)
+        if data is None:
+            raise CodecError("null value (a tombstone); an event is never null")
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise CodecError(f"a value of type {type(data).__name__}, expected bytes")
+        data = bytes(data)
         if len(data) >= len(MAGIC) and data[: len(MAGIC)] != MAGIC:
             raise CodecError(f"bad magic 0x{data[: len(MAGIC)].hex()}, expected 0x{MAGIC.hex()}")
         if len(data) < HEADER_LEN:
@@ -198,5 +203,8 @@ class Codec:
         trailing = len(data) - body.tell()
         if trailing:
             raise CodecError(f"{trailing} trailing bytes after the Avro body")
-        full_name, record = datum if isinstance(datum, tuple) else (reader["name"], datum)
+        if isinstance(datum, tuple):  # a union writer: fastavro names the branch
+            full_name, record = datum
+        else:  # a record writer resolved to the reader (a record, or a union's branch)
+            full_name, record = (writer if isinstance(writer, dict) else reader)["name"], datum
         return full_name.rpartition(".")[2], record

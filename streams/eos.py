@@ -13,8 +13,9 @@ through faust's extension points (a TransactionManager subclass installed by
    agent's inbox) either raised ``KeyError`` in ``group_for_topic`` or, when
    the partition was unknown, went out with no transaction at all. Here an
    output joins the transaction of the *input* partition being processed
-   (faust's ``current_event()``); changelog writes, which name their partition,
-   keep faust's rule, which is right for them (co-partitioned with the input).
+   (faust's ``current_event()``); changelog writes (to a table's changelog topic,
+   by name: an explicit partition alone does not make one) keep faust's rule,
+   which is right for them (co-partitioned with the input).
    A send with no current event (timers, background LLM calls) goes out
    outside any transaction, on purpose.
 2. **Table writes could miss their transaction** (faust-streaming #177:
@@ -85,16 +86,30 @@ from faust.transport.consumer import TransactionManager
 from faust.types import TP, TransportT
 from faust.types.tuples import RecordMetadata
 
+from agon.errors import MissingTopic
+
 __all__ = ["AgonApp", "AgonTable", "discard_local_tables", "track"]
 
 HARD_EXIT_S = 10.0
+MISSING_TOPIC_CHECKS = 5  # a topic created a moment ago can take a refresh or two to show
 
 
 async def track(producer: Any, topic: str) -> None:
-    """Fix 6: make ``producer`` (an AIOKafkaProducer) keep ``topic`` in its metadata."""
+    """Fix 6: make ``producer`` (an AIOKafkaProducer) keep ``topic`` in its metadata.
+
+    Raises :class:`MissingTopic` when the topic does not exist, rather than let a send
+    wait for it until it times out (an event naming a deleted or forged debate)."""
     client = producer.client
-    if topic not in client._topics:
-        await client.add_topic(topic)
+    if topic in client._topics:
+        return
+    await client.add_topic(topic)  # refreshes the metadata
+    for _ in range(MISSING_TOPIC_CHECKS):
+        if client.cluster.partitions_for_topic(topic) is not None:
+            return
+        await asyncio.sleep(0.1)
+        await client.force_metadata_update()
+    client._topics.discard(topic)
+    raise MissingTopic(f"topic {topic} does not exist")
 
 
 class AgonTable(faust.Table):
@@ -125,7 +140,7 @@ class RoutedTransactionManager(TransactionManager):
         transactional_id: str | None = None,
     ) -> Awaitable[RecordMetadata]:
         tid = None
-        if partition is not None and _consumed(self.app, topic):  # a changelog write
+        if partition is not None and topic in self.app.changelog_topics():  # a table write
             tid = self._transactional_id(topic, partition)
         else:
             event = current_event()
@@ -167,14 +182,6 @@ def discard_local_tables(app: faust.App) -> None:
         shutil.rmtree(tables)
 
 
-def _consumed(app: faust.App, topic: str) -> bool:
-    try:
-        app.assignor.group_for_topic(topic)
-    except KeyError:
-        return False
-    return True
-
-
 RECOVERY_IDLE_POLL_S = 0.25
 _FAUST_RECOVERY_IDLE_POLL_S = 5.0
 
@@ -206,9 +213,16 @@ class AgonApp(faust.App):
         super().__init__(*args, **kwargs)
         self.commit_timeout_s = commit_timeout_s
         self.unsent_changelog: list[asyncio.Future] = []
+        self._changelogs: set[str] = set()
         shorten_recovery_polls()
         #: held by a handler for a whole event, and by every commit
         self.processing = asyncio.Lock()
+
+    def changelog_topics(self) -> set[str]:
+        """The changelog topics of this app's tables (known once the tables are declared)."""
+        if len(self._changelogs) != len(self.tables):
+            self._changelogs = {t.changelog_topic.get_topic_name() for t in self.tables.values()}
+        return self._changelogs
 
     async def flush_changelog(self) -> None:
         """Wait until every table write made so far is with the broker (fix 7)."""

@@ -7,10 +7,13 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from agon.schemas import Topics
 from agon.settings import Settings
 from agon.streams.local.fleet import Fleet
 
@@ -78,3 +81,55 @@ def free_port(span: int = 1) -> int:
             continue
         return base
     raise RuntimeError(f"no {span} free consecutive ports")
+
+
+@dataclass
+class Letter:
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, str]
+
+    @property
+    def reason(self) -> str:
+        return self.headers.get("reason", "")
+
+
+class DeadLetters:
+    """What a namespace's dead-letter topic holds, read from its beginning (read_committed)."""
+
+    def __init__(self, settings: Settings) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        self.letters: list[Letter] = []
+        self._consumer = Consumer(
+            settings.kafka.client_config(
+                **{"group.id": f"dl-{uuid.uuid4().hex}", "isolation.level": "read_committed"}
+            )
+        )
+        topic = Topics(settings.namespace).dead_letters
+        self._consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+
+    def read(self) -> list[Letter]:
+        while (msg := self._consumer.poll(0.2)) is not None:
+            if not msg.error():
+                headers = {k: (v or b"").decode(errors="replace") for k, v in msg.headers() or []}
+                self.letters.append(Letter(msg.key(), msg.value(), headers))
+        return self.letters
+
+    def wait(self, check: Callable[[list[Letter]], Any], timeout_s: float, what: str) -> Any:
+        """What ``check`` returns of the letters so far, once that is truthy."""
+        return wait_for(lambda: check(self.read()), timeout_s, what, every_s=0)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def topic_exists(settings: Settings, topic: str) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    return topic in AdminClient(settings.kafka.client_config()).list_topics(timeout=10).topics
+
+
+def restarts(settings: Settings) -> dict[str, int]:
+    """Restarts per worker so far, as the supervisor counts them."""
+    return {w.name: w.restarts for w in Fleet(settings).workers()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -77,9 +78,13 @@ def test_the_walk_finds_a_back_edge(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(300)
 def test_the_wheel_installs_only_agon(tmp_path: Path) -> None:
+    # a clean copy: setuptools builds in the source tree, where an old build/ could leak in
+    source = tmp_path / "source"
+    junk = (".git", ".venv", ".agon*", "build", "*.egg-info", "__pycache__", ".*_cache")
+    shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(*junk))
     wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(REPO_ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(source)],
         check=True,
         capture_output=True,
     )

@@ -7,10 +7,10 @@ import uuid
 
 import pytest
 from confluent_kafka import Consumer, Producer
-from helpers import running_fleet, wait_for
+from helpers import DeadLetters, restarts, running_fleet, topic_exists, wait_for
 
 from agon.connectors.transcript import follow, new_request, producer_config, send_request
-from agon.schemas.topics import Topics
+from agon.schemas import Codec, Topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -112,12 +112,46 @@ def test_a_token_budget_ends_the_debate(fleet):
         ({"motion": "   "}, "motion is empty"),
         ({"rounds": 0}, "rounds must be between 1 and 50"),
         ({"teams": teams(b="team-z")}, "unknown agent 'team-z'"),
+        ({"debate_id": "x" * 101}, "at most 100"),
     ],
 )
-def test_a_bad_request_from_any_producer_is_rejected_by_the_moderator(fleet, change, words):
-    _, events = run_debate(fleet, **change)
-    assert [k for k, _ in events] == ["DebateEnded"]
-    assert events[0][1]["reason"] == "REJECTED" and words in events[0][1]["detail"]
+def test_a_bad_request_from_any_producer_is_dead_lettered_and_creates_no_topic(fleet, change, words):
+    req = new_request("AI's impact on the job market is positive", debate_id=f"d-{uuid.uuid4().hex[:8]}")
+    req.update(change)
+    send_request(fleet, req)
+    letters = DeadLetters(fleet)
+    try:
+        (letter,) = letters.wait(
+            lambda got: [x for x in got if x.key == req["debate_id"].encode()], 60, "the dead letter"
+        )
+    finally:
+        letters.close()
+    assert words in letter.reason and letter.headers["source.topic"] == Topics(fleet.namespace).requests
+    assert not topic_exists(fleet, Topics(fleet.namespace).debate(req["debate_id"]))
+
+
+def test_ids_that_would_collide_as_topic_names_crash_nothing(fleet):
+    base = uuid.uuid4().hex[:8]
+    ok, refused = f"x.{base}", f"x_{base}"
+    producer = Producer(fleet.kafka.client_config())  # an outside client: no agon checks
+    codec = Codec.default()
+    for debate_id in (ok, refused):
+        req = new_request("Cats beat dogs", rounds=1, debate_id=debate_id)
+        producer.produce(
+            Topics(fleet.namespace).requests,
+            key=debate_id.encode(),
+            value=codec.encode("debate_request", "DebateRequested", req),
+        )
+    assert producer.flush(10) == 0
+    events = list(follow(fleet, ok, wait_s=60, idle_timeout_s=60))
+    assert events[-1][1]["reason"] == "ROUNDS"
+    letters = DeadLetters(fleet)
+    try:
+        (letter,) = letters.wait(lambda got: [x for x in got if x.key == refused.encode()], 30, "x_ refused")
+    finally:
+        letters.close()
+    assert "no '_'" in letter.reason
+    assert not any(restarts(fleet).values()), "no worker restarted"
 
 
 def test_malformed_messages_go_to_dead_letters_and_nothing_is_lost(fleet):

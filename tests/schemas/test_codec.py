@@ -264,6 +264,21 @@ def test_v1_inbox_data_written_before_resume_existed_still_reads(v1_codec: Codec
     assert Codec.default().decode("inbox", data) == ("TurnTaken", taken)
 
 
+def test_inbox_data_written_before_requests_were_re_keyed_still_reads(tmp_path: Path) -> None:
+    v2 = make_codec(tmp_path / "v2", SCHEMA_DIR / "v2", SCHEMA_DIR)
+    taken = next(r for k, t, r in SAMPLES if k == "inbox" and t == "TurnTaken")
+    data = v2.encode("inbox", "TurnTaken", taken)
+    assert data[2:10] != Codec.default().encode("inbox", "TurnTaken", taken)[2:10]
+    assert Codec.default().decode("inbox", data) == ("TurnTaken", taken)
+    assert v2.decode("inbox", Codec.default().encode("inbox", "TurnTaken", taken)) == ("TurnTaken", taken)
+
+
+def test_a_request_written_to_the_moderator_s_inbox_reads_as_one() -> None:
+    request = SAMPLES[0][2]
+    data = Codec.default().encode("debate_request", "DebateRequested", request)
+    assert Codec.default().decode("inbox", data) == ("DebateRequested", request)
+
+
 def test_todays_debate_request_reads_with_the_v1_schema(v1_codec: Codec) -> None:
     data = Codec.default().encode("debate_request", "DebateRequested", SAMPLES[0][2])
     old = {k: v for k, v in SAMPLES[0][2].items() if k not in ("max_tokens", "requested_by")}
@@ -317,10 +332,8 @@ def _valid() -> bytes:
             Codec.default().encode("debate", "ModeratorNote", SAMPLES[-2][2]),
             "writer schema does not resolve to inbox: ModeratorNote is not in the inbox schema",
         ),
-        (
-            Codec.default().encode("debate_request", "DebateRequested", SAMPLES[0][2]),
-            "writer schema does not resolve to inbox: DebateRequested is not in the inbox schema",
-        ),
+        (None, "null value (a tombstone)"),
+        ("text", "a value of type str, expected bytes"),
     ],
 )
 def test_undecodable_bytes_raise_codec_error_with_a_reason(data: bytes, reason: str) -> None:
