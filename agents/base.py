@@ -73,16 +73,24 @@ class Agent:
         self.app.on_partitions_assigned.connect(self._record_assignment)
 
     # -- wiring ----------------------------------------------------------------------
-    def table(self, name: str) -> faust.Table:
-        return self.app.Table(
+    def table(self, name: str, retention_s: float | None = None) -> faust.Table:
+        """A RocksDB table backed by a compacted changelog; with ``retention_s`` its rows also
+        expire from the changelog by age (see :func:`agon.streams.worker.changelog_config`)."""
+        table = self.app.Table(
             name, default=None, partitions=self.settings.kafka.partitions, options={"driver": "rocksdict"}
         )
+        table.retention_s = retention_s
+        return table
 
     def topic(self, name: str) -> faust.TopicT:
         topic = self._topic_cache.get(name)
         if topic is None:
             topic = self._topic_cache[name] = self.app.topic(name, **RAW)
         return topic
+
+    def forget(self, topic: str) -> None:
+        """Drop what this agent keeps about ``topic`` (an ended debate's)."""
+        self._topic_cache.pop(topic, None)
 
     def install(self) -> None:
         """Register the faust agent that feeds every source topic to ``handle``."""

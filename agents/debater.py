@@ -59,17 +59,20 @@ class Debater(Agent):
 
     async def handle(self, record_type: str, body: dict[str, Any], event: Any) -> None:
         if record_type == "TurnRequested":
-            self.on_requested(body, event.message.partition)
+            self.on_requested(body, event.message.tp, event.message.offset)
         elif record_type == "TurnDrafted":
             await self.on_drafted(body)
         elif record_type == "Resume":
             self.on_resume(body)
         elif record_type == "DebateEnded":
             self.history.pop(body["debate_id"], None)
+            topic = self.topics.debate(body["debate_id"])
+            self.app.forget_topic(topic)
+            self.forget(topic)
         else:
             raise AgonError(f"a debater does not handle {record_type}")
 
-    def on_requested(self, req: dict[str, Any], partition: int) -> None:
+    def on_requested(self, req: dict[str, Any], tp: Any, offset: int) -> None:
         debate_id, tid = req["debate_id"], req["event_id"]
         hist = self.history.get(debate_id) or {"turns": [], "taken": [], "pending": {}}
         if tid in hist["taken"]:
@@ -82,15 +85,20 @@ class Debater(Agent):
             hist["turns"].append(dict(prev))
         hist["stance"] = req["stance"]
         hist["pending"][tid] = {k: v for k, v in req.items() if k != "previous"}
-        hist["pending"][tid]["partition"] = partition
+        hist["pending"][tid]["partition"] = tp.partition
         self.history[debate_id] = hist
-        self.start_draft(hist, hist["pending"][tid])
+        self.start_draft(hist, hist["pending"][tid], after=(tp, offset))
 
-    def start_draft(self, hist: dict[str, Any], req: dict[str, Any]) -> None:
+    def start_draft(
+        self, hist: dict[str, Any], req: dict[str, Any], after: tuple[Any, int] | None = None
+    ) -> None:
+        """Call the model for ``req`` in a task of its own. With ``after`` (the request's
+        partition and offset), what the call yields is kept only once the transaction that
+        recorded the request has committed: a draft never outlives an aborted request."""
         if req["event_id"] in self._in_flight:
             return
         messages = build_messages(self.name, req, hist["turns"])
-        self._in_flight[req["event_id"]] = asyncio.create_task(self.draft(req, messages))
+        self._in_flight[req["event_id"]] = asyncio.create_task(self.draft(req, messages, after))
 
     async def on_assigned(self, app: Any, assigned: set, **kwargs: Any) -> None:
         """Mark each inbox partition we now own; see :meth:`on_resume`."""
@@ -125,7 +133,7 @@ class Debater(Agent):
                     log.warning("debate=%s turn=%s resumed after takeover", debate_id, req["event_id"])
                     self.start_draft(hist, req)
 
-    async def draft(self, req: dict[str, Any], messages: list) -> None:
+    async def draft(self, req: dict[str, Any], messages: list, after: tuple[Any, int] | None = None) -> None:
         debate_id, tid = req["debate_id"], req["event_id"]
         model = req["model"] or self.spec.model or self.settings.llm.model
         base = {
@@ -149,6 +157,8 @@ class Debater(Agent):
                         raise
             bad = looks_malformed(reply.text)
             metrics.LLM_CALLS.labels(self.name, "malformed" if bad else "ok").inc()
+            if not await self.request_committed(after, tid):
+                return
             if bad:
                 raise LLMError(bad, retriable=True)
             log.info("debate=%s turn=%s drafted by %s in %d ms", debate_id, tid, model, reply.latency_ms)
@@ -169,6 +179,8 @@ class Debater(Agent):
             )
         except LLMError as exc:
             log.warning("debate=%s turn=%s failed: %s", debate_id, tid, exc)
+            if not await self.request_committed(after, tid):
+                return
             await self.send_now(
                 self.topics.inbox(self.moderator),
                 "inbox",
@@ -180,6 +192,14 @@ class Debater(Agent):
             log.exception("debate=%s turn=%s draft lost", debate_id, tid)
         finally:
             self._in_flight.pop(tid, None)
+
+    async def request_committed(self, after: tuple[Any, int] | None, tid: str) -> bool:
+        """Wait until the request at ``after`` is committed; False if it never is here (its
+        transaction aborted, or the partition moved: whoever owns it now answers it)."""
+        if after is None or await self.app.committed_past(*after, self.settings.worker.commit_timeout_s):
+            return True
+        log.warning("turn=%s its request was not committed by this worker; the draft is dropped", tid)
+        return False
 
     async def on_drafted(self, draft: dict[str, Any]) -> None:
         debate_id, tid = draft["debate_id"], draft["event_id"]

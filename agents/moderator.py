@@ -1,24 +1,40 @@
 """The moderator: starts a debate, calls the speakers in turn, and ends it.
 
-State per debate lives in the ``debates`` table (round, next speaker, attempt,
-deadline, turns seen, tokens used, status). Every wait has a deadline: a timer
-notices overdue turns and sends ``DeadlinePassed`` to the moderator's own inbox,
-so that every state change happens in stream order, in one place.
+A running debate's state lives in the ``debates`` table (round, next speaker,
+attempt, deadline, turns seen, tokens used). When the debate ends its row is
+deleted (a tombstone, compacted away) and a compact marker takes its place in
+the ``ended`` table, so that a redelivered request is ignored; markers expire
+from their changelog after ``AGON_HISTORY_MARKER_RETENTION_S``, and the
+debate's topic is deleted ``AGON_HISTORY_TOPIC_DELETE_AFTER_S`` after the end.
+
+Every wait has a deadline: a timer notices overdue turns (an in-memory index of
+running debates, rebuilt after each recovery) and sends ``DeadlinePassed`` to
+the moderator's own inbox, again while it stays overdue, so that every state
+change happens in stream order, in one place.
 """
 
 from __future__ import annotations
 
+import asyncio
+import heapq
 import logging
 from typing import Any
 
 from agon.agents.base import Agent
+from agon.agents.deadlines import Deadlines, Due
 from agon.agents.judging import summarize, unproductive
 from agon.agents.requests import validate_request
 from agon.errors import AgonError, ConfigError
 from agon.schemas import now_ms, partition_for
 from agon.streams import metrics
+from agon.streams.admin import delete_topics, topic_names
 
 log = logging.getLogger(__name__)
+
+
+RENOTIFY_MS = 5000  # a DeadlinePassed still unanswered is sent again after this long
+SWEEP_S = 10.0
+MAX_DELETES = 100  # topics deleted per sweep
 
 
 def turn_id(debate_id: str, round_: int, speaker: str) -> str:
@@ -30,10 +46,17 @@ class Moderator(Agent):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.debates = self.table("debates")
+        history = self.settings.history
+        self.debates = self.table("debates")  # running debates only
+        self.ended = self.table("ended", retention_s=history.marker_retention_s)  # compact markers
         self.kinds[self.topics.requests] = "debate_request"
-        self._ticked: set[tuple[str, int]] = set()
+        timeout_ms = int(self.settings.worker.turn_timeout_s * 1000)
+        self.deadlines = Deadlines(renotify_ms=min(timeout_ms, RENOTIFY_MS))
+        self.doomed: list[tuple[int, str]] = []  # (when to delete, debate id): topics to delete
+        self.debates.on_recover(self.index_running)
+        self.ended.on_recover(self.index_ended)
         self.app.timer(1.0, name=f"{self.name}.deadlines")(self.check_deadlines)
+        self.app.timer(SWEEP_S, name=f"{self.name}.sweep")(self.delete_old_topics)
 
     async def handle(self, record_type: str, body: dict[str, Any], event: Any) -> None:
         handler = {
@@ -67,7 +90,7 @@ class Moderator(Agent):
             log.info("debate=%s request re-keyed from partition %d to %d", debate_id, partition, home)
             await self.send(self.topics.inbox(self.name), "inbox", "DebateRequested", req, partition=home)
             return
-        if self.debates.get(debate_id) is not None:
+        if self.debates.get(debate_id) is not None or self.marker(debate_id) is not None:
             log.info("debate=%s duplicate request ignored", debate_id)
             return
         speakers = req["teams"] or self.settings.default_teams()
@@ -76,7 +99,6 @@ class Moderator(Agent):
             "rounds": req["rounds"],
             "speakers": speakers,
             "max_tokens": req["max_tokens"],
-            "status": "running",
             "round": 1,
             "turn": 0,
             "attempt": 1,
@@ -84,7 +106,9 @@ class Moderator(Agent):
             "tokens": 0,
             "turns": [],
         }
-        await self.app.topic(self.topics.debate(debate_id), partitions=1, replicas=1).maybe_declare()
+        topic = self.topics.debate(debate_id)
+        retention = self.settings.history.topic_retention_s
+        await self.app.topic(topic, partitions=1, replicas=1, retention=retention).maybe_declare()
         await self.send(
             self.topics.debate(debate_id),
             "debate",
@@ -113,6 +137,7 @@ class Moderator(Agent):
         state["deadline_ms"] = now_ms() + int(self.settings.worker.turn_timeout_s * 1000)
         self.debates[debate_id] = state
         tid = self.expected(debate_id, state)
+        self.deadlines.set(debate_id, tid, state["attempt"], state["deadline_ms"])
         log.info("debate=%s turn=%s attempt=%d requested", debate_id, tid, state["attempt"])
         await self.send(
             self.topics.inbox(speaker["agent"]),
@@ -138,7 +163,7 @@ class Moderator(Agent):
     def current(self, body: dict[str, Any], turn_key: str = "event_id") -> dict[str, Any] | None:
         """The debate's state if ``body`` is about the turn it awaits, else None (stale/duplicate)."""
         state = self.debates.get(body["debate_id"])
-        if state is None or state["status"] != "running":
+        if state is None or state.get("status", "running") != "running":  # "ended": rows of old
             return None
         if body[turn_key] != self.expected(body["debate_id"], state):
             log.info("debate=%s turn=%s stale, ignored", body["debate_id"], body[turn_key])
@@ -197,8 +222,14 @@ class Moderator(Agent):
 
     # -- end ------------------------------------------------------------------------------
     async def end(self, debate_id: str, state: dict[str, Any], reason: str, detail: str) -> None:
-        state["status"] = "ended"
-        self.debates[debate_id] = state
+        del self.debates[debate_id]  # a tombstone: the row is compacted away
+        self.ended[debate_id] = {
+            "at": now_ms(),
+            "reason": reason,
+            "turns": len(state["turns"]),
+            "tokens": state["tokens"],
+        }
+        self.deadlines.drop(debate_id)
         await self.send_ended(debate_id, state, reason, detail)
         for speaker in state["speakers"]:
             await self.send(
@@ -207,6 +238,9 @@ class Moderator(Agent):
                 "DebateEnded",
                 self.ended_event(debate_id, state, reason, detail),
             )
+        self.app.forget_topic(self.topics.debate(debate_id))  # every send to it was acknowledged
+        self.forget(self.topics.debate(debate_id))
+        self.doom(debate_id, now_ms())
 
     def ended_event(self, debate_id: str, state: dict[str, Any], reason: str, detail: str) -> dict[str, Any]:
         rounds_done = max((t["round"] for t in state["turns"]), default=0)
@@ -234,24 +268,68 @@ class Moderator(Agent):
 
     # -- deadlines ------------------------------------------------------------------------
     async def check_deadlines(self) -> None:
-        """Send DeadlinePassed to ourselves for every overdue turn (once per attempt)."""
+        """Send DeadlinePassed to ourselves for every overdue turn, again while it stays overdue."""
         now = now_ms()
-        for debate_id, state in list(self.debates.items()):
-            if state is None or state["status"] != "running" or state["deadline_ms"] > now:
-                continue
-            tid = self.expected(debate_id, state)
-            if (tid, state["attempt"]) in self._ticked:
-                continue
-            self._ticked.add((tid, state["attempt"]))
-            await self.send(
-                self.topics.inbox(self.name),
-                "inbox",
-                "DeadlinePassed",
-                {
-                    "debate_id": debate_id,
-                    "event_id": f"{tid}:deadline:{state['attempt']}",
-                    "ts": now,
-                    "turn_id": tid,
-                    "attempt": state["attempt"],
-                },
-            )
+        for debate_id, due in self.deadlines.overdue(now):
+            try:
+                await self.send(
+                    self.topics.inbox(self.name),
+                    "inbox",
+                    "DeadlinePassed",
+                    {
+                        "debate_id": debate_id,
+                        "event_id": f"{due.turn_id}:deadline:{due.attempt}",
+                        "ts": now,
+                        "turn_id": due.turn_id,
+                        "attempt": due.attempt,
+                    },
+                    wait=True,
+                )
+            except Exception:  # the broker is away: the next tick tries again
+                log.warning("debate=%s deadline notice not sent; retrying", debate_id, exc_info=True)
+                self.deadlines.failed(debate_id, due)
+
+    async def index_running(self) -> None:
+        """After a recovery: index the deadlines of the running debates this worker now owns."""
+        dues = {}
+        for debate_id, state in self.debates.items():
+            if state:
+                dues[debate_id] = Due(self.expected(debate_id, state), state["attempt"], state["deadline_ms"])
+        self.deadlines.replace(dues)
+        log.info("%d running debate(s) on this worker's partitions", len(dues))
+
+    # -- what ended debates leave behind --------------------------------------------------
+    def marker(self, debate_id: str) -> dict[str, Any] | None:
+        """The marker of an ended debate, unless it has expired (its changelog drops it later)."""
+        marker = self.ended.get(debate_id)
+        retention_ms = self.settings.history.marker_retention_s * 1000
+        if marker is None or now_ms() - marker["at"] >= retention_ms:
+            return None
+        return marker
+
+    def doom(self, debate_id: str, ended_ms: int) -> None:
+        delete_at = ended_ms + int(self.settings.history.topic_delete_after_s * 1000)
+        heapq.heappush(self.doomed, (delete_at, debate_id))
+
+    async def index_ended(self) -> None:
+        """After a recovery: schedule the deletion of ended debates' topics that still exist."""
+        prefix = self.topics.debate("")
+        existing = await asyncio.to_thread(topic_names, self.settings.kafka.bootstrap, prefix)
+        self.doomed = []
+        for debate_id, marker in self.ended.items():
+            if marker and self.topics.debate(debate_id) in existing:
+                self.doom(debate_id, marker["at"])
+
+    async def delete_old_topics(self) -> None:
+        now, names = now_ms(), []
+        while self.doomed and self.doomed[0][0] <= now and len(names) < MAX_DELETES:
+            names.append(self.topics.debate(heapq.heappop(self.doomed)[1]))
+        if not names:
+            return
+        try:
+            deleted = await asyncio.to_thread(delete_topics, self.settings.kafka.bootstrap, names)
+            log.info("deleted %d topic(s) of debates that ended long ago", len(deleted))
+        except AgonError as exc:  # the broker is away: try them again at the next sweep
+            log.warning("could not delete old debate topics: %s", exc)
+            for name in names:
+                heapq.heappush(self.doomed, (now, name.removeprefix(self.topics.debate(""))))

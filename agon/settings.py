@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agon.errors import ConfigError
@@ -77,6 +77,31 @@ class WorkerSettings(_Section):
     max_llm_in_flight: int = 64
 
 
+class HistorySettings(_Section):
+    """How long what an ended debate leaves behind is kept (nothing grows with history)."""
+
+    marker_retention_s: float = Field(
+        7 * 86400.0,
+        gt=0,
+        description="an ended debate's idempotency marker: a redelivered request is ignored",
+    )
+    topic_retention_s: float = Field(7 * 86400.0, gt=0, description="retention.ms of each debate's topic")
+    topic_delete_after_s: float = Field(
+        86400.0, ge=0, description="a debate's topic is deleted this long after the debate ended"
+    )
+    tombstone_retention_s: float = Field(
+        600.0,
+        gt=0,
+        description="delete.retention.ms of the changelogs: how long a deleted row's tombstone stays",
+    )
+
+    @model_validator(mode="after")
+    def _markers_outlive_topics(self) -> HistorySettings:
+        if self.marker_retention_s < self.topic_delete_after_s:
+            raise ValueError("marker_retention_s must be at least topic_delete_after_s")
+        return self
+
+
 class AgentSpec(_Section):
     """One agent of the roster: its role module, and for debaters a stance, persona and model."""
 
@@ -120,6 +145,7 @@ class Settings(BaseSettings):
     broker: BrokerSettings = BrokerSettings()
     llm: LLMSettings = LLMSettings()
     worker: WorkerSettings = WorkerSettings()
+    history: HistorySettings = HistorySettings()
     agents: tuple[AgentSpec, ...] = DEFAULT_ROSTER
 
     def agent(self, name: str) -> AgentSpec:

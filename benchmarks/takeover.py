@@ -112,12 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         "turns_committed": report.turns_committed,
         "llm_calls": report.llm_calls,
         "extra_llm_calls": report.extra_llm_calls,
-        "extra_llm_calls_per_kill": report.extra_calls_per_kill,
+        "extra_llm_calls_per_debater_kill": report.extra_calls_per_debater_kill,
         "llm_calls_in_flight_at_kills": report.llm_call_allowance,
         "extra_calls_by_cause": report.extra_calls_by_cause,
         "worker_exits_not_killed": report.worker_exits,
         "duration_s": report.duration_s,
-        "targets": {"takeover_p50_s": 5.0, "extra_llm_calls_per_kill": 1.0},
+        "targets": {"takeover_p50_s": 5.0, "extra_llm_calls_per_debater_kill": 1.0},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -140,7 +140,8 @@ def update_readme(r: dict) -> None:
         f"| SIGKILL → next committed step of an affected debate (s) | {t.get('p50', '-')} | {t.get('p95', '-')} "
         f"| {t.get('max', '-')} | {t.get('n', 0)} | p50 ≤ 5 |",
         "",
-        f"Extra LLM calls per kill: {r['extra_llm_calls_per_kill']} (target ≤ 1): {r['extra_llm_calls']} extra "
+        f"Extra LLM calls per debater kill: {r['extra_llm_calls_per_debater_kill']} (target ≤ 1): "
+        f"{r['extra_llm_calls']} extra "
         f"calls for {r['turns_committed']} turns over {r['kills']} kills; {r['llm_calls_in_flight_at_kills']} "
         f"calls were in flight in the killed workers ({r['extra_calls_by_cause']}).",
         f"Invariants: {'all held' if r['passed'] else 'FAILED: ' + (r['error'] or r['violations'][0])}.",

@@ -115,6 +115,9 @@ async def track(producer: Any, topic: str) -> None:
 class AgonTable(faust.Table):
     """A table whose changelog writes can be awaited (fix 7)."""
 
+    #: rows also expire from the changelog after this long (None: only compaction)
+    retention_s: float | None = None
+
     def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
         fut = super().send_changelog(*args, **kwargs)
         self.app.unsent_changelog.append(fut)
@@ -172,7 +175,10 @@ class RoutedTransactionManager(TransactionManager):
 
     async def _commit(self, offsets: Mapping[TP, int], start_new_transaction: bool) -> bool:
         await self.app.producer.buffer.flush()
-        return await super().commit(offsets, start_new_transaction=start_new_transaction)
+        done = await super().commit(offsets, start_new_transaction=start_new_transaction)
+        if done:
+            self.app.note_committed(offsets)
+        return done
 
 
 def discard_local_tables(app: faust.App) -> None:
@@ -214,9 +220,37 @@ class AgonApp(faust.App):
         self.commit_timeout_s = commit_timeout_s
         self.unsent_changelog: list[asyncio.Future] = []
         self._changelogs: set[str] = set()
+        #: per input partition, the next offset after what this worker has committed
+        self.committed: dict[TP, int] = {}
+        self._commits = asyncio.Condition()
         shorten_recovery_polls()
         #: held by a handler for a whole event, and by every commit
         self.processing = asyncio.Lock()
+
+    def note_committed(self, offsets: Mapping[TP, int]) -> None:
+        self.committed.update(offsets)
+        asyncio.ensure_future(self._notify_commits())
+
+    async def _notify_commits(self) -> None:
+        async with self._commits:
+            self._commits.notify_all()
+
+    async def committed_past(self, tp: TP, offset: int, timeout_s: float) -> bool:
+        """Wait until this worker has committed ``offset`` of ``tp`` (its transaction is
+        visible); False after ``timeout_s``, or once ``tp`` is no longer assigned here."""
+
+        if not self.in_transaction:  # at-least-once: nothing to wait for
+            return True
+
+        def done() -> bool:
+            return self.committed.get(tp, -1) > offset or tp not in self.consumer.assignment()
+
+        try:
+            async with self._commits:
+                await asyncio.wait_for(self._commits.wait_for(done), timeout_s)
+        except asyncio.TimeoutError:
+            return False
+        return self.committed.get(tp, -1) > offset
 
     def changelog_topics(self) -> set[str]:
         """The changelog topics of this app's tables (known once the tables are declared)."""
@@ -229,6 +263,14 @@ class AgonApp(faust.App):
         pending, self.unsent_changelog = self.unsent_changelog, []
         if pending:
             await asyncio.gather(*pending)
+
+    def forget_topic(self, topic: str) -> None:
+        """Stop tracking ``topic`` in every producer's metadata, once every send to it has been
+        acknowledged (its debate ended): producers must not track ever more topics."""
+        producers = [self.producer._producer, *self.producer._transaction_producers.values()]
+        for producer in producers:
+            if producer is not None:
+                producer.client._topics.discard(topic)
 
     async def send_untransacted(
         self, topic: str, key: bytes, value: bytes, partition: int | None = None

@@ -78,7 +78,11 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true", help="print events as JSON lines")
     t.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the debate to start")
 
-    r = sub.add_parser("request", help="produce a DebateRequested from JSON on stdin (for scripts)")
+    r = sub.add_parser(
+        "request",
+        help="produce DebateRequested events from stdin: one JSON object, or JSON Lines (one a line); "
+        'prints one {"debate_id": ...} line per request',
+    )
     r.add_argument(
         "--raw", action="store_true", help="skip the client-side checks; the moderator judges the request"
     )
@@ -184,23 +188,54 @@ def cmd_debate(args: argparse.Namespace, settings: Any) -> int:
 
 
 def cmd_request(args: argparse.Namespace, settings: Any) -> int:
-    from agon.connectors.transcript import new_request
+    from agon.agents.requests import validate_request
+    from agon.connectors.transcript import new_request, send_request
 
+    requests = []
+    for where, given in _read_objects(sys.stdin.read()):
+        requests.append(
+            new_request(
+                given.get("motion", ""),
+                given.get("rounds", 8),
+                given.get("debate_id"),
+                given.get("teams"),
+                given.get("max_tokens", 0),
+                given.get("requested_by", "script"),
+            )
+        )
+        problems = [] if args.raw else validate_request(requests[-1], settings)
+        for problem in problems:
+            print(f"agon: rejected{where}: {problem}", file=sys.stderr)
+        if problems:
+            return 2  # all or nothing: no request of a batch with a bad one is sent
+    if not requests:
+        raise AgonError("stdin holds no request: one JSON object, or JSON Lines (one object a line)")
+    send_request(settings, *requests)
+    for req in requests:
+        print(json.dumps({"debate_id": req["debate_id"]}))
+    return 0
+
+
+def _read_objects(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """One JSON object, or JSON Lines: (where, object) pairs; AgonError names a bad line."""
     try:
-        given = json.load(sys.stdin)
-    except json.JSONDecodeError as exc:
-        raise AgonError(f"stdin is not JSON: {exc}") from exc
-    if not isinstance(given, dict):
-        raise AgonError("stdin must hold one JSON object with at least a motion")
-    req = new_request(
-        given.get("motion", ""),
-        given.get("rounds", 8),
-        given.get("debate_id"),
-        given.get("teams"),
-        given.get("max_tokens", 0),
-        given.get("requested_by", "script"),
-    )
-    return _submit(req, settings, follow=False, as_json=True, check=not args.raw)
+        whole = json.loads(text)
+    except json.JSONDecodeError:
+        whole = None
+    if isinstance(whole, dict):
+        return [("", whole)]
+    found = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            given = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise AgonError(f"stdin line {number} is not JSON: {exc}") from exc
+        if not isinstance(given, dict):
+            raise AgonError(f"stdin line {number} must be a JSON object with at least a motion")
+        found.append((f" (line {number})", given))
+    return found
 
 
 def _submit(req: dict[str, Any], settings: Any, *, follow: bool, as_json: bool, check: bool = True) -> int:

@@ -129,75 +129,54 @@ def _check_log(
     ]
 
 
-def check_moderator_table(facts: Facts, changelog: list[Rec], partitions: int) -> list[Violation]:
-    """Invariant (c), moderator: the table's last value per debate is the fold of its log."""
+def check_moderator_table(
+    facts: Facts, changelog: list[Rec], markers: list[Rec], partitions: int
+) -> list[Violation]:
+    """Invariant (c), moderator: an ended debate's row is deleted (its last record a tombstone),
+    and its marker in the ``ended`` table holds the fold of its log (turns and tokens)."""
     out: list[Violation] = []
     last: dict[str, tuple[Rec, Any]] = {}
     for rec in changelog:
         last[table_key(rec.key)] = (rec, table_value(rec.value))
+    marks: dict[str, tuple[Rec, Any]] = {}
+    for rec in markers:
+        marks[table_key(rec.key)] = (rec, table_value(rec.value))
     for debate_id, turns in facts.turns.items():
-        if debate_id not in last:
-            out.append(
-                Violation(
-                    "c",
-                    debate_id,
-                    changelog[0].topic if changelog else "moderator changelog",
-                    "a row for the debate",
-                    "none",
-                )
-            )
-            continue
-        rec, state = last[debate_id]
-        if rec.partition != partition_of(debate_id, partitions):
-            out.append(
-                Violation(
-                    "c",
-                    debate_id,
-                    rec.where,
-                    f"partition {partition_of(debate_id, partitions)}",
-                    f"partition {rec.partition}",
-                    "changelog row not co-partitioned with the "
-                    "debate's inbox messages: a takeover would restore it on the wrong worker",
-                )
-            )
-        if state is None:
-            out.append(Violation("c", debate_id, rec.where, "the debate's state", "a tombstone"))
-            continue
-        want_turns = [{"round": t["round"], "speaker": t["speaker"], "text": t["text"]} for t in turns]
-        got_turns = [
-            {"round": t["round"], "speaker": t["speaker"], "text": t["text"]} for t in state["turns"]
-        ]
-        for i in range(max(len(want_turns), len(got_turns))):
-            want = want_turns[i] if i < len(want_turns) else None
-            got = got_turns[i] if i < len(got_turns) else None
-            if want != got:
+        home = partition_of(debate_id, partitions)
+        for table, rows in (("debates", last), ("ended", marks)):
+            if debate_id not in rows:
+                out.append(Violation("c", debate_id, f"moderator {table} changelog", "a record", "none"))
+                continue
+            rec = rows[debate_id][0]
+            if rec.partition != home:
                 out.append(
                     Violation(
                         "c",
                         debate_id,
                         rec.where,
-                        want,
-                        got,
-                        f"moderator table turn #{i + 1} differs from the debate's log",
+                        f"partition {home}",
+                        f"partition {rec.partition}",
+                        f"{table} row not co-partitioned with the debate's inbox messages: "
+                        "a takeover would restore it on the wrong worker",
                     )
                 )
-                break
-        want_tokens = sum(t["prompt_tokens"] + t["completion_tokens"] for t in turns)
-        checks = [("status", "ended", state.get("status")), ("tokens", want_tokens, state.get("tokens"))]
-        if len(turns) == facts.rounds[debate_id] * len(state.get("speakers") or [1, 1]):
-            checks.append(("round", facts.rounds[debate_id], state.get("round")))
-        for name, want, got in checks:
-            if want != got:
-                out.append(
-                    Violation(
-                        "c",
-                        debate_id,
-                        rec.where,
-                        f"{name}={want!r}",
-                        f"{name}={got!r}",
-                        "moderator table differs from the fold of the debate's log",
-                    )
+        if debate_id in last and last[debate_id][1] is not None:
+            rec, state = last[debate_id]
+            out.append(Violation("c", debate_id, rec.where, "a tombstone (row deleted at the end)", state))
+        if debate_id not in marks:
+            continue
+        rec, marker = marks[debate_id]
+        want = {
+            "turns": len(turns),
+            "tokens": sum(t["prompt_tokens"] + t["completion_tokens"] for t in turns),
+        }
+        got = {k: (marker or {}).get(k) for k in want}
+        if want != got:
+            out.append(
+                Violation(
+                    "c", debate_id, rec.where, want, got, "the end marker differs from the fold of the log"
                 )
+            )
     return out
 
 
@@ -351,12 +330,10 @@ def check_llm_calls(
         """Why this call's result could not serve the turn before ``later`` began, or None."""
         end = end_of(call)
         until = end if end is not None else math.inf
-        if (
-            call.pid in killed
-            and killed[call.pid] >= call.wall
-            and (end is None or killed[call.pid] - end < 2.0)
-        ):
-            return "killed mid-call" if end is None else "killed before its draft was stored"
+        if call.pid in killed and killed[call.pid] >= call.wall:
+            kill_ms = killed[call.pid] * 1000
+            if not any(call.wall * 1000 <= d.ts_ms <= kill_ms for d in drafts[call.turn]):  # no grace
+                return "killed mid-call" if end is None else "killed before its draft was stored"
         if any(pid == call.pid and t0 <= until + 1.0 and t1 >= call.wall for pid, t0, t1 in stopped):
             return "stopped mid-call"
         p = partition_of(call.turn.split(":")[0], partitions)

@@ -62,7 +62,7 @@ class ChaosReport:
     stop_takeover: dict[str, Any] = field(default_factory=dict)  # SIGSTOP → the same
     broker_recovery: dict[str, Any] = field(default_factory=dict)  # broker back → next turn
     llm_call_allowance: int = 0  # calls in flight in killed or stopped workers (bound of (d3))
-    extra_calls_per_kill: float | None = None
+    extra_calls_per_debater_kill: float | None = None
     issue_bound_holds: bool | None = None  # llm calls <= committed turns + kills
     worker_exits: dict[str, int] = field(default_factory=dict)  # exits we did not cause, per worker
     violations: list[Violation] = field(default_factory=list)
@@ -95,7 +95,7 @@ class ChaosReport:
             f"  next turn after a broker restart: {_fmt_stats(self.broker_recovery)}",
             f"  LLM calls: {self.llm_calls} for {self.turns_committed} turns: {self.extra_llm_calls} extra "
             f"({', '.join(f'{k} {v}' for k, v in sorted(self.extra_calls_by_cause.items())) or 'none'}); "
-            f"per kill {self.extra_calls_per_kill if self.extra_calls_per_kill is not None else '-'}; "
+            f"per debater kill {_or_dash(self.extra_calls_per_debater_kill)}; "
             f"calls in flight in killed/stopped workers {self.llm_call_allowance}; "
             f"the issue's calls <= turns + kills: {self.issue_bound_holds}",
         ]
@@ -129,6 +129,10 @@ def stats(values: list[float]) -> dict[str, Any]:
         "max": round(ordered[-1], 3),
         "samples": [round(v, 3) for v in values],
     }
+
+
+def _or_dash(value: object) -> str:
+    return "-" if value is None else str(value)
 
 
 def _fmt_stats(stats: dict[str, Any]) -> str:

@@ -243,6 +243,7 @@ class Chaos(FaultInjection):
             a: f"{self.topics.app_id(a)}-{'debates' if a == 'moderator' else 'history'}-changelog"
             for a in AGENTS
         }
+        changelogs["ended"] = f"{self.topics.app_id('moderator')}-ended-changelog"
         inboxes = {a: self.topics.inbox(a) for a in DEBATERS}
         recs = read_all(
             self.settings.kafka.bootstrap,
@@ -263,7 +264,9 @@ class Chaos(FaultInjection):
                 v.detail = "; ".join(
                     filter(None, [v.detail, diagnose(v.debate, facts, self.logs, self.partitions)])
                 )
-        violations += check_moderator_table(facts, recs.get(changelogs["moderator"], []), self.partitions)
+        violations += check_moderator_table(
+            facts, recs.get(changelogs["moderator"], []), recs.get(changelogs["ended"], []), self.partitions
+        )
         for agent in DEBATERS:
             violations += check_history_table(facts, agent, recs.get(changelogs[agent], []), self.partitions)
         acct = check_llm_calls(
@@ -281,7 +284,11 @@ class Chaos(FaultInjection):
         report.llm_call_allowance = acct.allowance
         kills = report.kills
         report.issue_bound_holds = acct.calls <= report.turns_committed + len(kills)
-        report.extra_calls_per_kill = round(acct.extra / len(kills), 3) if kills else None
+        # a moderator kill cannot cost an LLM call: count per debater kill
+        debater_kills = [f for f in kills if f.agent in DEBATERS]
+        report.extra_calls_per_debater_kill = (
+            round(acct.extra / len(debater_kills), 3) if debater_kills else None
+        )
         self.measure(report)
         report.worker_exits = self.unexpected_exits()
         report.violations = violations

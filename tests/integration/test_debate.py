@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 
@@ -194,3 +195,16 @@ def test_malformed_messages_go_to_dead_letters_and_nothing_is_lost(fleet):
         assert kept == value, "the original bytes are kept"
         assert headers["source.offset"].isdigit() and headers["reason"].startswith("undecodable")
     assert "bad magic" in letters[topics.requests][1]["reason"]
+
+
+def test_agon_request_reads_json_lines(fleet, monkeypatch, capsys):
+    from agon.connectors.cli.main import main
+
+    lines = [{"motion": "Cats beat dogs", "rounds": 1}, {"motion": "Tea beats coffee", "rounds": 1}]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(json.dumps(x) for x in lines)))
+    assert main(["request"]) == 0
+    ids = [json.loads(line)["debate_id"] for line in capsys.readouterr().out.splitlines()]
+    assert len(ids) == 2
+    for debate_id in ids:
+        events = list(follow(fleet, debate_id, wait_s=60, idle_timeout_s=60))
+        assert events[-1][1]["reason"] == "ROUNDS"

@@ -41,7 +41,15 @@ def test_request_reads_json_and_refuses_unknown_agents(monkeypatch, capsys):
 def test_request_says_when_stdin_is_not_json(monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO("motion: cats"))
     assert main(["request"]) == 1
-    assert "stdin is not JSON" in capsys.readouterr().err
+    assert "stdin line 1 is not JSON" in capsys.readouterr().err
+
+
+def test_json_lines_are_all_checked_before_any_is_sent(monkeypatch, capsys):
+    lines = [{"motion": "Cats beat dogs"}, {"motion": "Tea beats coffee", "rounds": 2}, {"motion": ""}]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(json.dumps(x) for x in lines) + "\n\n"))
+    assert main(["request"]) == 2  # no broker answers here: nothing was sent
+    err = capsys.readouterr().err
+    assert "rejected (line 3): the motion is empty" in err
 
 
 def test_invalid_settings_are_one_line(monkeypatch, capsys):
