@@ -33,6 +33,7 @@ from agon.streams import metrics
 log = logging.getLogger(__name__)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
 
 
 def looks_malformed(text: str) -> str | None:
@@ -42,6 +43,19 @@ def looks_malformed(text: str) -> str | None:
     if text.lstrip().startswith(("{", "[")):
         return "the model's output is a JSON fragment, not an argument"
     return None
+
+
+def clip_answer(text: str, max_chars: int) -> str:
+    """``text`` stripped and, if longer than ``max_chars``, cut after its last whole sentence
+    that fits (or its last whole word), marked with an ellipsis."""
+    text = text.strip()
+    if len(text) <= max_chars:
+        return text
+    head = text[: max_chars - 1]
+    ends = [m.end() for m in _SENTENCE_END.finditer(head)]
+    if ends and ends[-1] >= max_chars // 2:
+        return head[: ends[-1]].rstrip()
+    return head.rsplit(None, 1)[0].rstrip() + "…" if " " in head else head + "…"
 
 
 class Debater(Agent):
@@ -97,7 +111,7 @@ class Debater(Agent):
         recorded the request has committed: a draft never outlives an aborted request."""
         if req["event_id"] in self._in_flight:
             return
-        messages = build_messages(self.name, req, hist["turns"])
+        messages = build_messages(self.name, req, hist["turns"], self.settings.llm.prompt_budget_tokens)
         self._in_flight[req["event_id"]] = asyncio.create_task(self.draft(req, messages, after))
 
     async def on_assigned(self, app: Any, assigned: set, **kwargs: Any) -> None:
@@ -149,9 +163,7 @@ class Debater(Agent):
                 log.info("debate=%s turn=%s llm call to %s", debate_id, tid, model)
                 with metrics.LLM_LATENCY.labels(self.name).time():
                     try:
-                        reply = await self.llm.chat(
-                            model, messages, timeout=self.settings.worker.turn_timeout_s
-                        )
+                        reply = await self.llm.chat(model, messages, timeout=self.settings.llm.timeout_s)
                     except LLMError:
                         metrics.LLM_CALLS.labels(self.name, "error").inc()
                         raise
@@ -169,7 +181,7 @@ class Debater(Agent):
                 {
                     **base,
                     "ts": now_ms(),
-                    "text": reply.text.strip(),
+                    "text": clip_answer(reply.text, self.settings.llm.max_output_chars),
                     "model": reply.model,
                     "prompt_tokens": reply.prompt_tokens,
                     "completion_tokens": reply.completion_tokens,

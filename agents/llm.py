@@ -8,13 +8,14 @@ asking again can help.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from agon.errors import LLMError
 
-__all__ = ["LLM", "LLMError", "Message", "Reply", "Role"]
+__all__ = ["LLM", "LLMError", "Message", "Reply", "Role", "estimate_tokens"]
 
 Role = Literal["system", "user", "assistant"]
 
@@ -42,3 +43,13 @@ class LLM(Protocol):
     async def aclose(self) -> None:
         """Release connections; the object is not used afterwards."""
         ...
+
+
+#: what a chat template adds around each message (role markers, separators)
+MESSAGE_OVERHEAD_TOKENS = 4
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens ``text`` costs a typical BPE tokenizer: about one per four characters of
+    English. An estimate for budgets; a backend that counts (Ollama) reports its own."""
+    return math.ceil(len(text) / 4)

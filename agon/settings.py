@@ -53,12 +53,41 @@ class LLMSettings(_Section):
     backend: Literal["offline", "ollama"] = "offline"
     model: str = "offline"
     ollama_host: str = "http://127.0.0.1:11434"
-    timeout_s: float = 120.0
-    retries: int = 2
+    timeout_s: float = Field(
+        20.0, gt=0, description="one model call, retries included; less than the turn deadline"
+    )
+    retries: int = Field(2, ge=0)
+    stream: bool = Field(True, description="stream Ollama's answer: a runaway answer is cut off early")
+    max_output_tokens: int = Field(300, ge=16, description="Ollama's num_predict")
+    max_output_chars: int = Field(2000, ge=100, description="a turn's text is cut to this before Kafka")
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    context_tokens: int = Field(4096, ge=512, description="Ollama's num_ctx")
+    keep_alive: str = Field("10m", description="how long Ollama keeps the model loaded after a call")
+    prompt_budget_tokens: int = Field(
+        2048, ge=512, description="a turn's prompt at most: newest turns verbatim, older condensed"
+    )
     # the offline model's fault injection (demos, tests, benchmarks)
     offline_latency_s: float = 0.0
     offline_failure_rate: float = Field(0.0, ge=0.0, le=1.0)
     offline_malformed_rate: float = Field(0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _prompt_and_answer_fit_the_context(self) -> LLMSettings:
+        if self.prompt_budget_tokens + self.max_output_tokens > self.context_tokens:
+            raise ValueError(
+                f"prompt_budget_tokens ({self.prompt_budget_tokens}) + max_output_tokens "
+                f"({self.max_output_tokens}) exceed context_tokens ({self.context_tokens}): "
+                "the model would silently drop the start of the prompt"
+            )
+        return self
+
+    def ollama_options(self) -> dict[str, Any]:
+        """The model options of every Ollama chat call."""
+        return {
+            "num_predict": self.max_output_tokens,
+            "temperature": self.temperature,
+            "num_ctx": self.context_tokens,
+        }
 
 
 class WorkerSettings(_Section):
@@ -147,6 +176,16 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     history: HistorySettings = HistorySettings()
     agents: tuple[AgentSpec, ...] = DEFAULT_ROSTER
+
+    @model_validator(mode="after")
+    def _calls_end_before_deadlines(self) -> Settings:
+        if self.llm.timeout_s >= self.worker.turn_timeout_s:
+            raise ValueError(
+                f"llm.timeout_s ({self.llm.timeout_s:g}) must be less than worker.turn_timeout_s "
+                f"({self.worker.turn_timeout_s:g}): a model call must fail before the moderator "
+                "gives up on its turn (set AGON_LLM_TIMEOUT_S lower, or AGON_WORKER_TURN_TIMEOUT_S higher)"
+            )
+        return self
 
     def agent(self, name: str) -> AgentSpec:
         """The roster's agent ``name``; :class:`ConfigError` when there is none."""

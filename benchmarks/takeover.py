@@ -17,43 +17,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path[:0] = [str(REPO / "tests" / "chaos")]  # the chaos harness; agon itself is installed
+sys.path[:0] = [str(REPO / "tests" / "chaos"), str(HERE)]  # the chaos harness; agon itself is installed
 
+from common import README, machine, replace_block  # noqa: E402
 from harness import run_chaos  # noqa: E402
 
 RESULTS = HERE / "results" / "takeover.json"
-README = HERE / "README.md"
-BEGIN, END = "<!-- takeover:begin -->", "<!-- takeover:end -->"
-
-
-def machine() -> dict[str, object]:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
-    java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[:1]
-    return {
-        "nproc": os.cpu_count(),
-        "memory_gib": round(mem_kb / 2**20, 1),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "java": java[0] if java else None,
-        "kernel": platform.release(),
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,7 +106,6 @@ def main(argv: list[str] | None = None) -> int:
 def update_readme(r: dict) -> None:
     t, m = r["takeover_s"], r["machine"]
     lines = [
-        BEGIN,
         f"Latest run: {r['started']}, {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, "
         f"Python {m['python']}, {m['java']}.",
         "",
@@ -151,13 +125,7 @@ def update_readme(r: dict) -> None:
             f"Workers ran with PYTHONPATH={r['workers_pythonpath']} (a diagnosis workaround, "
             "not agon as committed)."
         )
-    lines.append(END)
-    text = README.read_text() if README.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + "\n".join(lines) + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip() + "\n\n" + "\n".join(lines) + "\n"
-    README.write_text(text)
+    replace_block("takeover", lines)
 
 
 if __name__ == "__main__":

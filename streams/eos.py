@@ -32,8 +32,11 @@ through faust's extension points (a TransactionManager subclass installed by
    changelog partition ends with a transaction marker, which a consumer never
    sees as a message, so faust's recovery never reaches the high watermark by
    reading; it notices (``detect_aborted_tx``) only after two idle polls of a
-   fixed 5 s each. :func:`shorten_recovery_polls` makes that poll 0.25 s, the
-   one ``asyncio.wait_for`` in ``faust.tables.recovery`` with that timeout.
+   fixed 5 s each, and then ends recovery whatever is still on its way to the
+   table. :func:`shorten_recovery_polls` polls every 0.25 s instead, and lets
+   the poll time out only once nothing can still be on its way (see
+   :class:`_RecoveryAsyncio`), in the one ``asyncio.wait_for`` in
+   ``faust.tables.recovery`` with that timeout.
 5. **A commit that never returns.** Seen once under test: a worker's first
    transaction never committed and nothing was logged; its partitions stalled
    until the debates timed out. A commit now has a deadline
@@ -190,26 +193,72 @@ def discard_local_tables(app: faust.App) -> None:
 
 RECOVERY_IDLE_POLL_S = 0.25
 _FAUST_RECOVERY_IDLE_POLL_S = 5.0
+#: quiet polls, after the consumer has fetched past every changelog's end, before an aborted
+#: tail is taken for the end: what was fetched has that long to reach the changelog queue
+QUIET_POLLS_AFTER_FETCH = 2
 
 
 class _RecoveryAsyncio:
-    """``asyncio`` as faust's recovery module sees it, with a shorter idle poll."""
+    """``asyncio`` as faust's recovery module sees it: fix 4.
+
+    Faust's changelog reader waits up to 5 s for an event; after two such waits in a row
+    (counted across its whole life, so one after a restart often suffices) it ends recovery
+    for every partition whose consumer position has reached the end, applied or not. A
+    shorter wait alone ends it while fetched records are still on their way from the
+    consumer thread to the queue: the table then misses rows (seen under chaos: a running
+    debate lost, its next turn ignored). Here a wait gives up only when that cannot be:
+    every active changelog is read up to its final transaction marker, or its consumer has
+    fetched past the end (an aborted tail) and :data:`QUIET_POLLS_AFTER_FETCH` polls have
+    passed with nothing arriving since.
+    """
+
+    app: Any = None
+    quiet_polls = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(asyncio, name)
 
-    @staticmethod
-    async def wait_for(aw: Any, timeout: float | None) -> Any:
-        if timeout == _FAUST_RECOVERY_IDLE_POLL_S:
-            timeout = RECOVERY_IDLE_POLL_S
-        return await asyncio.wait_for(aw, timeout)
+    async def wait_for(self, aw: Any, timeout: float | None) -> Any:
+        if timeout != _FAUST_RECOVERY_IDLE_POLL_S or self.app is None:
+            return await asyncio.wait_for(aw, timeout)
+        task = asyncio.ensure_future(aw)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=RECOVERY_IDLE_POLL_S)
+                if done:
+                    self.quiet_polls = 0
+                    return task.result()
+                if await self.settled():
+                    raise asyncio.TimeoutError
+        finally:
+            if not task.done():
+                task.cancel()
+
+    async def settled(self) -> bool:
+        """May faust's reader time out now without ending recovery too early?"""
+        recovery = self.app.tables.recovery
+        behind = [tp for tp, left in recovery.active_remaining().items() if left > 1]
+        if not recovery.in_recovery or not behind:
+            return True  # idle, or only each changelog's final commit marker is left
+        highwaters = recovery.active_highwaters  # faust's: the last offset, end - 1
+        for tp in behind:
+            position = await self.app.consumer.position(tp)
+            if position is None or position <= highwaters[tp]:
+                self.quiet_polls = 0  # still reading
+                return False
+        self.quiet_polls += 1
+        return self.quiet_polls > QUIET_POLLS_AFTER_FETCH
 
 
-def shorten_recovery_polls() -> None:
-    """Fix 4 above (idempotent)."""
+_RECOVERY_ASYNCIO = _RecoveryAsyncio()
+
+
+def shorten_recovery_polls(app: faust.App) -> None:
+    """Fix 4 above, for ``app`` (one app per worker process)."""
     import faust.tables.recovery as recovery
 
-    recovery.asyncio = _RecoveryAsyncio()  # type: ignore[assignment]
+    _RECOVERY_ASYNCIO.app = app
+    recovery.asyncio = _RECOVERY_ASYNCIO  # type: ignore[assignment]
 
 
 class AgonApp(faust.App):
@@ -223,7 +272,7 @@ class AgonApp(faust.App):
         #: per input partition, the next offset after what this worker has committed
         self.committed: dict[TP, int] = {}
         self._commits = asyncio.Condition()
-        shorten_recovery_polls()
+        shorten_recovery_polls(self)
         #: held by a handler for a whole event, and by every commit
         self.processing = asyncio.Lock()
 

@@ -29,14 +29,22 @@ def test_every_path_a_doc_names_exists_in_the_repository(doc: Path) -> None:
 def test_the_numbers_in_the_readme_are_the_code_s() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
     defaults = Settings.model_construct().worker  # defaults only, not this environment
+    llm = Settings.model_construct().llm
     backoff = Backoff()
     for claim in (
         f"back-off {backoff.base_s:g} s × 2^k, at most {backoff.cap_s:g} s",
         f"a {defaults.session_timeout_s:g} s session timeout",
         f"after {defaults.session_timeout_s:g} s",
         f"rounds outside 1–{MAX_ROUNDS}",
+        f"`AGON_LLM_TIMEOUT_S` ({llm.timeout_s:g} s,",
+        f"shorter than the {defaults.turn_timeout_s:g} s turn deadline",
+        f"`AGON_LLM_MAX_OUTPUT_TOKENS` ({llm.max_output_tokens})",
+        f"`AGON_LLM_CONTEXT_TOKENS` ({llm.context_tokens})",
+        f"`AGON_LLM_KEEP_ALIVE` ({llm.keep_alive})",
+        f"`AGON_LLM_MAX_OUTPUT_CHARS` ({llm.max_output_chars})",
+        f"`AGON_LLM_PROMPT_BUDGET_TOKENS` ({llm.prompt_budget_tokens})",
     ):
-        assert claim in readme
+        assert claim in " ".join(readme.split())
 
 
 def test_the_chaos_run_the_readme_describes_is_the_one_ci_runs() -> None:

@@ -3,8 +3,9 @@
 It reads ``Motion: <text>`` and ``Stance: for|against`` from the system
 message, opens the debate when it has no opponent turn yet, and otherwise
 answers a phrase quoted from the opponent's last turn (the lines between
-``<<<`` and ``>>>`` in the last user message). The round (the number of its
-own earlier turns) picks the argument, so it does not repeat itself.
+``<<<`` and ``>>>`` in the last user message). The round (``Round: <n>`` in the
+system message, else the number of its own earlier turns) picks the argument,
+so it does not repeat itself. Token counts use agon's estimate.
 
 Models: ``offline`` (a debater), ``offline:repeat`` (the same text every
 turn), ``offline:empty`` (""), ``offline:fail`` (always a retriable error).
@@ -23,10 +24,11 @@ import re
 import time
 from collections.abc import Sequence
 
-from agon.agents.llm import LLMError, Message, Reply
+from agon.agents.llm import LLMError, Message, Reply, estimate_tokens
 
 _MODES = {"offline": "normal", "offline:repeat": "repeat", "offline:empty": "empty", "offline:fail": "fail"}
 _MOTION = re.compile(r"^\s*Motion:\s*(.+?)\s*$", re.MULTILINE | re.IGNORECASE)
+_ROUND = re.compile(r"^\s*Round:\s*(\d+)", re.MULTILINE)
 _STANCE = re.compile(r"^\s*Stance:\s*(for|against)\b", re.MULTILINE | re.IGNORECASE)
 _QUOTED = re.compile(r"^<<<[ \t]*\n(.*?)\n>>>[ \t]*$", re.MULTILINE | re.DOTALL)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -129,8 +131,8 @@ class OfflineLLM:
         return Reply(
             text=text,
             model=model,
-            prompt_tokens=_tokens(" ".join(m.content for m in messages)),
-            completion_tokens=_tokens(text),
+            prompt_tokens=sum(estimate_tokens(m.content) for m in messages),
+            completion_tokens=estimate_tokens(text),
             latency_ms=int((time.monotonic() - started) * 1000),
         )
 
@@ -165,9 +167,10 @@ def _debate_turn(seed: int, model: str, messages: Sequence[Message], *, repeat: 
     found = _STANCE.search(system)
     stance = found.group(1).lower() if found else "for"
     if repeat:
-        round_, quote, context = 0, None, [system]
+        round_, quote, context = 0, None, [_ROUND.sub("", system)]
     else:
-        round_ = sum(m.role == "assistant" for m in messages)
+        found = _ROUND.search(system)
+        round_ = int(found.group(1)) - 1 if found else sum(m.role == "assistant" for m in messages)
         quote = _salient(_opponent_turn(messages))
         context = [m.content for m in messages]
     rng = random.Random(_digest(seed, model, *context))
@@ -221,7 +224,3 @@ def _garble(text: str, rng: random.Random) -> str:
 def _digest(*parts: object) -> int:
     data = "\x1f".join(str(part) for part in parts).encode()
     return int.from_bytes(hashlib.sha256(data).digest()[:8], "big")
-
-
-def _tokens(text: str) -> int:
-    return round(len(text.split()) * 1.3)

@@ -33,6 +33,7 @@ def fleet(kafka_bootstrap, tmp_path_factory):
         tmp_path_factory.mktemp("fleet"),
         AGON_AGENTS=ROSTER,
         AGON_WORKER_TURN_TIMEOUT_S="3",
+        AGON_LLM_TIMEOUT_S="2",
         agents=["moderator", "team-a", "team-b"],
     ) as settings:
         yield settings

@@ -42,6 +42,7 @@ def fleet(kafka_bootstrap, tmp_path_factory):
         AGON_HISTORY_TOPIC_DELETE_AFTER_S=str(DELETE_AFTER_S),
         AGON_HISTORY_TOPIC_RETENTION_S="3600",
         AGON_WORKER_TURN_TIMEOUT_S=str(TURN_TIMEOUT_S),
+        AGON_LLM_TIMEOUT_S=str(TURN_TIMEOUT_S / 2),
     ) as settings:
         yield settings
 

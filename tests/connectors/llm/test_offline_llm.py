@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from agon.agents.llm import LLMError, Message
+from agon.agents.llm import LLMError, Message, estimate_tokens
 from agon.connectors.llm.factory import make_llm
-from agon.connectors.llm.offline import OfflineLLM
+from agon.connectors.llm.offline import _ARGUMENTS, OfflineLLM
 from agon.settings import LLMSettings
 
 MOTION = "AI's impact on the job market is positive"
@@ -36,8 +36,8 @@ async def test_same_input_gives_same_text():
     second = await OfflineLLM().chat("offline", messages)
     assert first.text == second.text
     assert first.model == "offline"
-    assert first.completion_tokens == round(len(first.text.split()) * 1.3)
-    assert first.prompt_tokens > 0
+    assert first.completion_tokens == estimate_tokens(first.text)
+    assert first.prompt_tokens == sum(estimate_tokens(m.content) for m in messages)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -49,6 +49,19 @@ async def test_for_and_against_argue_opposite_sides(seed: int):
     assert "against the motion" in con
     assert MOTION in pro and MOTION in con
     assert 2 <= sentences(pro) <= 4 and 2 <= sentences(con) <= 4
+
+
+async def test_the_round_in_the_brief_picks_the_argument():
+    """A prompt whose older turns were dropped still gets the round's own argument."""
+    llm = OfflineLLM()
+    brief = Message("system", system("for").content + "\nRound: 7")
+    full = [brief, *[Message("assistant", f"turn {i}.") for i in range(6)], opponent("Wages stall.")]
+    trimmed = [brief, opponent("Wages stall.")]
+    argued = []
+    for messages in (full, trimmed):
+        text = (await llm.chat("offline", messages)).text
+        argued.append([a for a in _ARGUMENTS["for"] if a in text])
+    assert argued[0] == argued[1] and len(argued[0]) == 1
 
 
 async def test_any_motion_is_argued():
@@ -90,7 +103,8 @@ async def test_repeat_model_says_the_same_every_round():
     history = [system("against"), Message("user", "Open the debate.")]
     texts = []
     for round_ in range(4):
-        text = (await llm.chat("offline:repeat", history)).text
+        brief = Message("system", f"{history[0].content}\nRound: {round_ + 1}")  # as agon's prompts say
+        text = (await llm.chat("offline:repeat", [brief, *history[1:]])).text
         texts.append(text)
         history += [Message("assistant", text), opponent(f"Point number {round_} is that jobs grow.")]
     assert texts[0] and len(set(texts)) == 1

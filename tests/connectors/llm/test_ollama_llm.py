@@ -32,6 +32,7 @@ class FakeOllama:
         self.script: list[Action] = []
         self.released = asyncio.Event()
         self.url = ""
+        self.sent = 0
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -83,6 +84,28 @@ def stream(chunks: list[str], error: str | None = None) -> Action:
         )
         await response.write(json.dumps(last).encode() + b"\n")
         await response.write_eof()
+        return response
+
+    return act
+
+
+def endless(server: FakeOllama) -> Action:
+    """A runaway model: words until the client hangs up (counted in ``server.sent``)."""
+
+    async def act(request: web.Request, body: dict) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        server.sent = 0
+        with contextlib.suppress(ConnectionError):
+            while not server.released.is_set():
+                line = {
+                    "model": body["model"],
+                    "done": False,
+                    "message": {"role": "assistant", "content": "on "},
+                }
+                await response.write(json.dumps(line).encode() + b"\n")
+                server.sent += 1
+                await asyncio.sleep(0.001)
         return response
 
     return act
@@ -245,3 +268,44 @@ async def test_factory_builds_an_ollama_client(server: FakeOllama):
         assert (await llm.chat("llama3.2", MESSAGES)).text == "default answer"
     finally:
         await llm.aclose()
+
+
+async def test_settings_reach_every_call(server: FakeOllama):
+    settings = LLMSettings(
+        backend="ollama", ollama_host=server.url, max_output_tokens=123, temperature=0.2,
+        context_tokens=8192, keep_alive="30m", stream=False,
+    )  # fmt: skip
+    llm = make_llm(settings)
+    try:
+        await llm.chat("llama3.2", MESSAGES)
+    finally:
+        await llm.aclose()
+    [body] = server.bodies
+    assert body["options"] == {"num_predict": 123, "temperature": 0.2, "num_ctx": 8192}
+    assert body["keep_alive"] == "30m" and body["stream"] is False
+
+
+async def test_a_runaway_stream_is_cut_off_at_the_output_cap(server: FakeOllama):
+    server.script = [endless(server)]
+    started = time.monotonic()
+    async with ollama(server.url, stream=True, max_output_chars=300) as llm:
+        answer = await llm.chat("llama3.2", MESSAGES, timeout=10)
+    assert 300 <= len(answer.text) < 310 and answer.text.startswith("on on ")
+    assert answer.completion_tokens > 0 and answer.prompt_tokens > 0, "estimated when Ollama sent no counts"
+    await asyncio.sleep(0.3)
+    sent = server.sent
+    await asyncio.sleep(0.3)
+    assert server.sent == sent, "the server kept generating after the client hung up"
+    assert time.monotonic() - started < 5
+
+
+def test_a_prompt_budget_that_leaves_no_room_to_answer_is_refused():
+    with pytest.raises(ValueError, match="exceed context_tokens"):
+        LLMSettings(context_tokens=2048, prompt_budget_tokens=2000, max_output_tokens=300)
+
+
+def test_a_call_timeout_beyond_the_turn_deadline_is_refused():
+    from agon.settings import Settings
+
+    with pytest.raises(ValueError, match="must be less than worker.turn_timeout_s"):
+        Settings(llm={"timeout_s": 30}, worker={"turn_timeout_s": 30})
