@@ -172,7 +172,11 @@ class Bench:
         killed_at = time.time()
         os.kill(pid, signal.SIGKILL)
         send_request(self.settings, probe)
-        started = first_record(self.settings, self.topics.debate(probe["debate_id"]), wait_s=600)
+        started = first_record(
+            self.settings,
+            self.topics.debate(probe["debate_id"]),
+            wait_s=float(os.environ.get("PROBE_WAIT_S", 600)),
+        )
         self.probes.append(probe["debate_id"])
         return round(started / 1000 - killed_at, 3)
 

@@ -33,8 +33,8 @@ through faust's extension points (a TransactionManager subclass installed by
    sees as a message, so faust's recovery never reaches the high watermark by
    reading; it notices (``detect_aborted_tx``) only after two idle polls of a
    fixed 5 s each, and then ends recovery whatever is still on its way to the
-   table. :func:`shorten_recovery_polls` polls every 0.25 s instead, and lets
-   the poll time out only once nothing can still be on its way (see
+   table. :func:`shorten_recovery_polls` polls every 0.25 s once only final
+   commit markers are left, and every 2 s otherwise (see
    :class:`_RecoveryAsyncio`), in the one ``asyncio.wait_for`` in
    ``faust.tables.recovery`` with that timeout.
 5. **A commit that never returns.** Seen once under test: a worker's first
@@ -192,10 +192,10 @@ def discard_local_tables(app: faust.App) -> None:
 
 
 RECOVERY_IDLE_POLL_S = 0.25
+#: the poll while a changelog still has more than its final marker unread: an aborted tail,
+#: or records on their way from the consumer thread that a short poll would give up on
+RECOVERY_TAIL_POLL_S = 2.0
 _FAUST_RECOVERY_IDLE_POLL_S = 5.0
-#: quiet polls, after the consumer has fetched past every changelog's end, before an aborted
-#: tail is taken for the end: what was fetched has that long to reach the changelog queue
-QUIET_POLLS_AFTER_FETCH = 2
 
 
 class _RecoveryAsyncio:
@@ -204,50 +204,26 @@ class _RecoveryAsyncio:
     Faust's changelog reader waits up to 5 s for an event; after two such waits in a row
     (counted across its whole life, so one after a restart often suffices) it ends recovery
     for every partition whose consumer position has reached the end, applied or not. A
-    shorter wait alone ends it while fetched records are still on their way from the
-    consumer thread to the queue: the table then misses rows (seen under chaos: a running
-    debate lost, its next turn ignored). Here a wait gives up only when that cannot be:
-    every active changelog is read up to its final transaction marker, or its consumer has
-    fetched past the end (an aborted tail) and :data:`QUIET_POLLS_AFTER_FETCH` polls have
-    passed with nothing arriving since.
+    short wait alone ends it while fetched records are still on their way from the consumer
+    thread to the queue: the table then misses rows (seen under chaos: a running debate
+    lost, its next turn ignored). So the wait is short (0.25 s) only when every active
+    changelog is read up to its final transaction marker, where nothing can be on its way;
+    otherwise it is 2 s.
     """
 
     app: Any = None
-    quiet_polls = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(asyncio, name)
 
     async def wait_for(self, aw: Any, timeout: float | None) -> Any:
-        if timeout != _FAUST_RECOVERY_IDLE_POLL_S or self.app is None:
-            return await asyncio.wait_for(aw, timeout)
-        task = asyncio.ensure_future(aw)
-        try:
-            while True:
-                done, _ = await asyncio.wait({task}, timeout=RECOVERY_IDLE_POLL_S)
-                if done:
-                    self.quiet_polls = 0
-                    return task.result()
-                if await self.settled():
-                    raise asyncio.TimeoutError
-        finally:
-            if not task.done():
-                task.cancel()
+        if timeout == _FAUST_RECOVERY_IDLE_POLL_S and self.app is not None:
+            timeout = RECOVERY_IDLE_POLL_S if self.only_markers_left() else RECOVERY_TAIL_POLL_S
+        return await asyncio.wait_for(aw, timeout)
 
-    async def settled(self) -> bool:
-        """May faust's reader time out now without ending recovery too early?"""
+    def only_markers_left(self) -> bool:
         recovery = self.app.tables.recovery
-        behind = [tp for tp, left in recovery.active_remaining().items() if left > 1]
-        if not recovery.in_recovery or not behind:
-            return True  # idle, or only each changelog's final commit marker is left
-        highwaters = recovery.active_highwaters  # faust's: the last offset, end - 1
-        for tp in behind:
-            position = await self.app.consumer.position(tp)
-            if position is None or position <= highwaters[tp]:
-                self.quiet_polls = 0  # still reading
-                return False
-        self.quiet_polls += 1
-        return self.quiet_polls > QUIET_POLLS_AFTER_FETCH
+        return not recovery.in_recovery or all(left <= 1 for left in recovery.active_remaining().values())
 
 
 _RECOVERY_ASYNCIO = _RecoveryAsyncio()
