@@ -12,6 +12,8 @@ REPEAT_SIMILARITY = 0.8
 MIN_WORDS = 4
 
 _WORD = re.compile(r"[a-z0-9']+")
+#: where one sentence ends and the next begins
+SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
 _STOP = frozenset(
     "a an the and or but if of to in on for with at by from as is are was were be been being "
     "it its this that these those i you he she we they my your our their not no so than then "
@@ -84,7 +86,7 @@ def unproductive(turns: list[dict[str, Any]], motion: str) -> str | None:
 
 
 def _sentence(text: str, index: int, limit: int = 220) -> str:
-    sentence = re.split(r"(?<=[.!?])\s+", text.strip())[index]
+    sentence = SENTENCE_BREAK.split(text.strip())[index]
     return sentence if len(sentence) <= limit else sentence[: limit - 1].rstrip() + "…"
 
 

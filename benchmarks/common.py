@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 import platform
 import re
-import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
-README = Path(__file__).resolve().parent / "README.md"
+HERE = Path(__file__).resolve().parent
+README = HERE / "README.md"
+# the tests' helpers and the chaos harness's record reader serve the benchmarks too
+sys.path[:0] = [str(HERE.parent / "tests"), str(HERE.parent / "tests" / "chaos")]
 
 
 def machine() -> dict[str, object]:
@@ -39,21 +42,6 @@ def log(line: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
 
 
-def free_port_pair() -> int:
-    """A port ``p`` with ``p`` and ``p + 1`` free on 127.0.0.1: a broker and its controller."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError("no two adjacent free ports")
-
-
 def replace_block(name: str, lines: list[str]) -> None:
     """Put ``lines`` between README.md's ``<!-- name:begin -->`` and ``<!-- name:end -->``."""
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
@@ -67,11 +55,13 @@ def replace_block(name: str, lines: list[str]) -> None:
 
 
 def own_broker(home: Path):  # -> LocalBroker
-    """Start a broker of the benchmark's own under ``home``, on free ports."""
+    """Start a broker of the benchmark's own under ``home``, on free ports (broker, controller)."""
+    from helpers import free_port
+
     from agon.settings import Settings
     from agon.streams.local.broker import LocalBroker
 
-    port = free_port_pair()
+    port = free_port(span=2)
     os.environ.update(
         {"AGON_HOME": str(home), "AGON_BROKER_PORT": str(port), "AGON_BROKER_CONTROLLER_PORT": str(port + 1)}
     )

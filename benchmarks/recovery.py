@@ -6,7 +6,11 @@ For each history size, in a namespace of its own on one broker:
    the template. Its records in the moderator's two changelogs (``debates``: every state write,
    then the tombstone; ``ended``: the marker) are what one ended debate leaves behind.
 2. The history: the template's changelog records copied once per debate, with a new id each, to
-   the partition the moderator would have written (``partition_for`` of the id).
+   the partition the moderator would have written (``partition_for`` of the id), in one
+   transaction per debate (the moderator's own are smaller), so every changelog partition ends
+   in a commit marker as it does in service. Non-transactional copies instead end recovery by
+   another path in faust, after which a restarted moderator was seen never to read again:
+   not agon's path, and not yet understood.
 3. The broker compacts the changelogs, as it does on its own once a debate's records leave the
    active segment (five minutes) and its tombstone expires (ten): the benchmark lowers
    ``segment.ms`` and ``delete.retention.ms`` for a moment, waits until Kafka's own
@@ -43,7 +47,6 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from agon.connectors.transcript import follow, new_request, send_request
-from agon.deadline import wait_until
 from agon.schemas import Topics, partition_for
 from agon.settings import Settings
 from agon.streams.local.broker import LocalBroker
@@ -53,17 +56,12 @@ from agon.streams.local.supervisor import Backoff
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE)]
 from common import log, machine, own_broker, replace_block  # noqa: E402
+from helpers import wait_for  # noqa: E402
+from records import read_all  # noqa: E402
 
 RESULTS = HERE / "results" / "recovery.json"
 MOTION = "AI's impact on the job market is positive"
 TABLES = ("debates", "ended")
-
-
-def need(check: Any, timeout_s: float, what: str, every_s: float = 0.1) -> Any:
-    found = wait_until(check, timeout_s, every_s)
-    if not found:
-        raise RuntimeError(f"timed out after {timeout_s:g} s waiting for {what}")
-    return found
 
 
 class Bench:
@@ -92,39 +90,44 @@ class Bench:
         key = json.dumps(req["debate_id"]).encode()
         records = {}
         for table, topic in self.changelogs.items():
-            records[table] = [(p, k, v) for p, k, v in read_all(self.settings, topic) if k == key]
+            recs = read_all(self.settings.kafka.bootstrap, lambda name, t=topic: name == t)[topic]
+            records[table] = [(r.partition, r.key, r.value) for r in recs if r.key == key]
         return req["debate_id"], records
 
-    def seed(self, template_id: str, records: dict[str, list[tuple[int, bytes, bytes | None]]]) -> int:
-        """Copy the template's changelog records once per debate of the history."""
+    def producer(self) -> Producer:
+        """A transactional producer: the moderator writes its changelogs in transactions, so
+        each partition ends in a commit marker, as it does in service."""
         producer = Producer(
-            self.settings.kafka.client_config(**{"linger.ms": 50, "enable.idempotence": True})
+            self.settings.kafka.client_config(
+                **{"linger.ms": 50, "transactional.id": f"benchmark-{uuid.uuid4().hex}"}
+            )
         )
+        producer.init_transactions(30)
+        return producer
+
+    def seed(self, template_id: str, records: dict[str, list[tuple[int, bytes, bytes | None]]]) -> int:
+        """Copy the template's changelog records once per debate of the history, one
+        transaction per debate."""
+        producer = self.producer()
         sent, old = 0, template_id.encode()
         for i in range(self.history):
             debate_id = f"h{i:06d}-{uuid.uuid4().hex[:8]}"
             partition = partition_for(debate_id.encode(), self.settings.kafka.partitions)
+            producer.begin_transaction()
             for table, recs in records.items():
                 for _, key, value in recs:
                     new = value.replace(old, debate_id.encode()) if value is not None else None
                     if table == "ended" and new is not None:
                         marker = json.loads(new)
                         new = json.dumps({**marker, "at": int(time.time() * 1000)}).encode()
-                    while True:
-                        try:
-                            producer.produce(
-                                self.changelogs[table],
-                                key=key.replace(old, debate_id.encode()),
-                                value=new,
-                                partition=partition,
-                            )
-                            break
-                        except BufferError:
-                            producer.poll(0.1)
+                    producer.produce(
+                        self.changelogs[table],
+                        key=key.replace(old, debate_id.encode()),
+                        value=new,
+                        partition=partition,
+                    )
                     sent += 1
-            producer.poll(0)
-        if producer.flush(120) > 0:
-            raise RuntimeError("the history was not acknowledged within 120 s")
+            producer.commit_transaction(60)
         return sent
 
     def compact(self, broker: LocalBroker) -> dict[str, int]:
@@ -136,12 +139,13 @@ class Bench:
             alter_config(admin, topic, quick)
         time.sleep(1.5)
         # a harmless record (a tombstone for a key that never existed) rolls each active segment
-        producer = Producer(self.settings.kafka.client_config())
+        producer = self.producer()
         for _ in range(2):  # a second roll lets the cleaner drop the tombstones it kept once
+            producer.begin_transaction()
             for topic in self.changelogs.values():
                 for p in range(self.settings.kafka.partitions):
                     producer.produce(topic, key=b'"benchmark-roll"', value=None, partition=p)
-            producer.flush(30)
+            producer.commit_transaction(30)
             time.sleep(1.5)
         sizes, stable_since = log_sizes(broker, self.changelogs.values()), time.monotonic()
         deadline = time.monotonic() + 600
@@ -161,7 +165,7 @@ class Bench:
             w = self.fleet.worker(self.settings.moderator)
             return w.pid if w.pid and w.ready else None
 
-        return need(ready, 180, "the moderator to be ready")
+        return wait_for(ready, 180, "the moderator to be ready", every_s=0.1)
 
     def kill_and_probe(self) -> float:
         pid = self.moderator_pid()
@@ -229,29 +233,6 @@ class Bench:
 
 
 # -- Kafka, from outside -------------------------------------------------------------------
-def read_all(settings: Settings, topic: str) -> list[tuple[int, bytes, bytes | None]]:
-    consumer = Consumer(
-        settings.kafka.client_config(
-            **{"group.id": f"bench-{uuid.uuid4().hex}", "isolation.level": "read_committed"}
-        )
-    )
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        out, idle = [], 0
-        while idle < 5:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                idle += 1
-                continue
-            idle = 0
-            if not msg.error():
-                out.append((msg.partition(), msg.key(), msg.value()))
-        return out
-    finally:
-        consumer.close()
-
-
 def first_record(settings: Settings, topic: str, wait_s: float) -> int:
     """The broker timestamp (ms) of the first committed record on ``topic``."""
     consumer = Consumer(
@@ -260,7 +241,7 @@ def first_record(settings: Settings, topic: str, wait_s: float) -> int:
         )
     )
     try:
-        need(lambda: topic in consumer.list_topics(timeout=10).topics, wait_s, topic, every_s=0.05)
+        wait_for(lambda: topic in consumer.list_topics(timeout=10).topics, wait_s, topic, every_s=0.05)
         consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path[:0] = [str(REPO / "tests" / "chaos"), str(HERE)]  # the chaos harness; agon itself is installed
+sys.path[:0] = [str(HERE)]  # common.py adds the chaos harness; agon itself is installed
 
 from common import README, machine, replace_block  # noqa: E402
 from harness import run_chaos  # noqa: E402
