@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import uuid
+from pathlib import Path
 from typing import Any
 
 from agon.agents.base import Agent
@@ -34,6 +35,25 @@ log = logging.getLogger(__name__)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+
+
+#: what one model call in flight may hold, generously: its prompt, its streamed answer, a task
+LLM_CALL_BYTES = 4 * 2**20
+MAX_LLM_SLOTS = 4096
+
+
+def llm_slots(configured: int, meminfo: Path = Path("/proc/meminfo")) -> int:
+    """How many model calls a debater worker makes at once: ``configured``, or with 0 as many
+    as a quarter of the memory available now holds at :data:`LLM_CALL_BYTES` each (between 64
+    and :data:`MAX_LLM_SLOTS`). A call mostly waits on the model server, which queues what it
+    cannot run in parallel; the limit is there so that a burst of debates cannot exhaust memory."""
+    if configured:
+        return configured
+    try:
+        available_kb = int(re.search(r"MemAvailable:\s+(\d+)", meminfo.read_text()).group(1))
+    except (OSError, AttributeError):
+        return 64
+    return max(64, min(MAX_LLM_SLOTS, available_kb * 1024 // 4 // LLM_CALL_BYTES))
 
 
 def looks_malformed(text: str) -> str | None:
@@ -66,14 +86,14 @@ class Debater(Agent):
         self.llm = llm
         self.history = self.table("history")
         self.moderator = self.settings.moderator
-        self._slots = asyncio.Semaphore(self.settings.worker.max_llm_in_flight)
+        self._slots = asyncio.Semaphore(llm_slots(self.settings.worker.max_llm_in_flight))
         self._in_flight: dict[str, asyncio.Task] = {}
         self._markers: dict[int, str] = {}  # partition -> id of the last Resume we wrote
         self.app.on_partitions_assigned.connect(self.on_assigned)
 
     async def handle(self, record_type: str, body: dict[str, Any], event: Any) -> None:
         if record_type == "TurnRequested":
-            self.on_requested(body, event.message.tp, event.message.offset)
+            await self.on_requested(body, event.message.tp, event.message.offset)
         elif record_type == "TurnDrafted":
             await self.on_drafted(body)
         elif record_type == "Resume":
@@ -86,11 +106,19 @@ class Debater(Agent):
         else:
             raise AgonError(f"a debater does not handle {record_type}")
 
-    def on_requested(self, req: dict[str, Any], tp: Any, offset: int) -> None:
+    async def on_requested(self, req: dict[str, Any], tp: Any, offset: int) -> None:
         debate_id, tid = req["debate_id"], req["event_id"]
         hist = self.history.get(debate_id) or {"turns": [], "taken": [], "pending": {}}
         if tid in hist["taken"]:
-            log.info("debate=%s turn=%s already taken; request ignored", debate_id, tid)
+            answer = hist.get("answer")
+            if answer and answer["event_id"] == tid:
+                # asked again for the turn we took last: our answer never reached the moderator
+                # (its copy in the moderator's inbox was lost), so it goes there once more; the
+                # debate's own topic keeps its one TurnTaken
+                await self.send(self.topics.inbox(self.moderator), "inbox", "TurnTaken", answer)
+                log.warning("debate=%s turn=%s asked again; answer sent again", debate_id, tid)
+            else:
+                log.info("debate=%s turn=%s already taken; request ignored", debate_id, tid)
             return
         prev = req["previous"]
         if prev and not any(
@@ -223,7 +251,6 @@ class Debater(Agent):
         hist["turns"].append({"round": draft["round"], "speaker": self.name, "text": draft["text"]})
         hist["taken"].append(tid)
         hist["pending"].pop(tid, None)
-        self.history[debate_id] = hist
         stance = hist.get("stance") or self.spec.stance or "FOR"
         taken = {
             k: draft[k]
@@ -241,7 +268,9 @@ class Debater(Agent):
             )
         }
         taken.update(ts=now_ms(), stance=stance)
-        await self.send(self.topics.debate(debate_id), "debate", "TurnTaken", taken, wait=True)
-        await self.send(self.topics.inbox(self.moderator), "inbox", "TurnTaken", taken, wait=True)
+        hist["answer"] = taken
+        self.history[debate_id] = hist
+        await self.send(self.topics.debate(debate_id), "debate", "TurnTaken", taken)
+        await self.send(self.topics.inbox(self.moderator), "inbox", "TurnTaken", taken)
         metrics.TURNS.labels(self.name).inc()
         log.info("debate=%s turn=%s taken", debate_id, tid)

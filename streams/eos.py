@@ -63,12 +63,21 @@ through faust's extension points (a TransactionManager subclass installed by
 9. **A crash that cannot stop.** A crashed worker's graceful stop flushes its
    producer, which can hang on the very fault that crashed it; past
    ``HARD_EXIT_S`` the process exits, so that its supervisor restarts it.
+10. **A rebalance crashed a worker that kept its tables** (robinhood/faust
+   #658). Under exactly-once, faust's recovery takes a changelog partition's
+   high watermark from the consumer's cached last stable offset, which a fresh
+   assignment does not have until a fetch returns (None, read as -1); a worker
+   whose table already holds that partition then fails its consistency check
+   ("persisted offset 12 > highwater -1") and crashes, with calls in flight.
+   :class:`RecoveringConsumerThread` asks the broker (ListOffsets,
+   read_committed: the last stable offset) for every partition whose cached
+   value is missing.
 
 Not biting here, and why: #440 (KeyError at start with no tables) — every
 agent has a table; #136 and the 60 s producer ``transaction_timeout_ms`` — no
 transaction spans an LLM call (a debater acks its request at once and calls
-the model outside the stream), so a transaction lives one commit interval
-(0.2 s); #323 (ProducerFenced on rebalance) — a fenced zombie crashes and its
+the model outside the stream), so a transaction lives at most one commit interval
+(0.2 s; usually milliseconds, see ``streams/latency.py``); #323 (ProducerFenced on rebalance) — a fenced zombie crashes and its
 supervisor restarts it; turn ids make every handler idempotent, so what it
 redoes changes nothing.
 """
@@ -84,14 +93,23 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from aiokafka.errors import ProducerFenced
 from faust.streams import current_event
 from faust.transport.consumer import TransactionManager
 from faust.types import TP, TransportT
 from faust.types.tuples import RecordMetadata
 
 from agon.errors import MissingTopic
+from agon.streams.latency import (
+    CommitPolicy,
+    LatencyConsumer,
+    ShortFetchConsumerThread,
+    commit_transactions,
+    group_by_transaction,
+    shorten_txn_retries,
+)
 
-__all__ = ["AgonApp", "AgonTable", "discard_local_tables", "track"]
+__all__ = ["AgonApp", "AgonConsumer", "AgonTable", "discard_local_tables", "track"]
 
 HARD_EXIT_S = 10.0
 MISSING_TOPIC_CHECKS = 5  # a topic created a moment ago can take a refresh or two to show
@@ -113,6 +131,25 @@ async def track(producer: Any, topic: str) -> None:
         await client.force_metadata_update()
     client._topics.discard(topic)
     raise MissingTopic(f"topic {topic} does not exist")
+
+
+class RecoveringConsumerThread(ShortFetchConsumerThread):
+    """faust's consumer thread, with the last stable offsets recovery needs (fix 10)."""
+
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        found = dict(await super()._highwaters(partitions))
+        unknown = [tp for tp, offset in found.items() if offset is None]
+        if unknown:  # under read_committed, ListOffsets answers with the last stable offset
+            found.update(await self._ensure_consumer().end_offsets(unknown))
+        return found
+
+
+class AgonConsumer(LatencyConsumer):
+    """The consumer of an :class:`AgonApp`: the hot path's fixes (``streams/latency.py``) and
+    fix 10."""
+
+    def _new_consumer_thread(self) -> RecoveringConsumerThread:
+        return RecoveringConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
 class AgonTable(faust.Table):
@@ -178,10 +215,17 @@ class RoutedTransactionManager(TransactionManager):
 
     async def _commit(self, offsets: Mapping[TP, int], start_new_transaction: bool) -> bool:
         await self.app.producer.buffer.flush()
-        done = await super().commit(offsets, start_new_transaction=start_new_transaction)
-        if done:
-            self.app.note_committed(offsets)
-        return done
+        by_tid = group_by_transaction(offsets, self._transactional_id)
+        if not by_tid:
+            return True
+        try:
+            await commit_transactions(self.producer, by_tid, self.app.conf.id, start_new_transaction)
+        except ProducerFenced as exc:  # a successor owns our partitions: this worker is a zombie
+            self.log.warning("fenced while committing: %r", exc)
+            await self.app.crash(exc)
+            return False
+        self.app.note_committed(offsets)
+        return True
 
 
 def discard_local_tables(app: faust.App) -> None:
@@ -240,9 +284,20 @@ def shorten_recovery_polls(app: faust.App) -> None:
 class AgonApp(faust.App):
     """A faust App whose transport uses :class:`RoutedTransactionManager`."""
 
-    def __init__(self, *args: Any, commit_timeout_s: float = 15.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        commit_timeout_s: float = 15.0,
+        commit_max_events: int = 500,
+        commit_max_delay_s: float = 0.05,
+        fetch_wait_s: float = 0.02,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.commit_timeout_s = commit_timeout_s
+        self.commit_policy = CommitPolicy(commit_max_events, commit_max_delay_s)
+        self.fetch_wait_s = fetch_wait_s
+        shorten_txn_retries()
         self.unsent_changelog: list[asyncio.Future] = []
         self._changelogs: set[str] = set()
         #: per input partition, the next offset after what this worker has committed
@@ -251,6 +306,14 @@ class AgonApp(faust.App):
         shorten_recovery_polls(self)
         #: held by a handler for a whole event, and by every commit
         self.processing = asyncio.Lock()
+
+    async def after_event(self, idle: bool) -> None:
+        """An event is handled and acked: commit now if the policy says so (exactly-once only;
+        ``idle``: no other event is waiting)."""
+        if self.in_transaction and self.commit_policy.due(idle):
+            while await self.consumer.maybe_wait_for_commit_to_finish():
+                pass  # the timer's commit did not include this event
+            await self.consumer.commit()
 
     def note_committed(self, offsets: Mapping[TP, int]) -> None:
         self.committed.update(offsets)
@@ -316,4 +379,5 @@ class AgonApp(faust.App):
     def _new_transport(self) -> TransportT:
         transport = super()._new_transport()
         transport.TransactionManager = RoutedTransactionManager
+        transport.Consumer = AgonConsumer
         return transport
