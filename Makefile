@@ -1,4 +1,5 @@
 # agon: two entry points, `make demo` and `make test`; both install what they need.
+# `make bench` measures agon (benchmarks/README.md), under 15 minutes on 2 CPUs.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -6,14 +7,16 @@ MOTION ?= AI's impact on the job market is positive
 ROUNDS ?= 8
 # the offline model answers instantly; a little latency makes the demo readable live
 DEMO_LATENCY ?= 0.4
+# e.g. BENCH_ARGS='--only throughput --levels 1,40' or '--smoke'
+BENCH_ARGS ?=
 
-.PHONY: install demo lint format test test-unit down clean
+.PHONY: install demo lint format test test-unit bench down clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("agon needs Python >= 3.10") if sys.version_info < (3, 10) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,bench]'
 	@touch $@
 
 install: $(VENV)/.installed
@@ -36,6 +39,9 @@ test: lint
 
 test-unit: lint
 	$(BIN)/pytest -m "not integration"
+
+bench: install
+	$(BIN)/python -m benchmarks --update-readme $(BENCH_ARGS)
 
 down:
 	$(BIN)/agon down

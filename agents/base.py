@@ -105,6 +105,7 @@ class Agent:
                         # (a send that never completes) would stall its partitions for good
                         await asyncio.wait_for(self.dispatch(event), self.settings.worker.commit_timeout_s)
                         event.ack()
+                    await self.app.after_event(idle=stream.channel.empty())
             except Exception as exc:
                 # a worker whose stream died must not linger: exit, be restarted, resume
                 log.exception("%s: stream failed; stopping the worker", self.name)

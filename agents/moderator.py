@@ -122,7 +122,6 @@ class Moderator(Agent):
                 "speakers": speakers,
                 "max_tokens": req["max_tokens"],
             },
-            wait=True,
         )
         log.info("debate=%s started: %r, %d rounds", debate_id, req["motion"], req["rounds"])
         await self.request_turn(debate_id, state)
@@ -263,7 +262,6 @@ class Moderator(Agent):
             "debate",
             "DebateEnded",
             self.ended_event(debate_id, state, reason, detail),
-            wait=True,
         )
 
     # -- deadlines ------------------------------------------------------------------------

@@ -99,11 +99,20 @@ class WorkerSettings(_Section):
     session_timeout_s: float = 6.0
     heartbeat_interval_s: float = 0.5
     static_membership: bool = True
+    # faust's commit timer: a backstop; a worker commits as soon as its input is idle, and under
+    # load every commit_max_events events or commit_max_delay_s (streams/latency.py)
     commit_interval_s: float = 0.2
+    commit_max_events: int = Field(500, ge=1)
+    commit_max_delay_s: float = Field(0.05, gt=0)
+    fetch_wait_s: float = Field(0.02, gt=0, description="the longest a fetch waits for records")
     commit_timeout_s: float = 15.0
     turn_timeout_s: float = 30.0
     turn_attempts: int = 3
-    max_llm_in_flight: int = 64
+    max_llm_in_flight: int = Field(
+        0,
+        ge=0,
+        description="model calls a debater worker makes at once; 0: sized by memory (llm_slots)",
+    )
 
 
 class HistorySettings(_Section):

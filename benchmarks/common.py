@@ -1,15 +1,21 @@
 """What every benchmark here shares: the machine it ran on, a broker of its own, progress lines,
-and its block in README.md."""
+its block in README.md, and what it reads of the broker and of /proc."""
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
+from importlib import metadata
 from pathlib import Path
+from typing import Any
+
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 HERE = Path(__file__).resolve().parent
 README = HERE / "README.md"
@@ -36,6 +42,21 @@ def machine() -> dict[str, object]:
         "java": java[0] if java else None,
         "kernel": platform.release(),
     }
+
+
+def versions(kafka: str | None) -> dict[str, str | None]:
+    """The releases a run measured: agon, its Kafka clients, and the broker (``kafka``, when known)."""
+    import confluent_kafka
+
+    found: dict[str, str | None] = {}
+    for dist in ("agon", "faust-streaming", "aiokafka", "confluent-kafka"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            found[dist] = None
+    found["librdkafka"] = confluent_kafka.libversion()[0]
+    found["kafka"] = kafka
+    return found
 
 
 def log(line: str) -> None:
@@ -68,3 +89,61 @@ def own_broker(home: Path):  # -> LocalBroker
     broker = LocalBroker(Settings())
     broker.up(progress=log)
     return broker
+
+
+# -- the broker's configuration ---------------------------------------------------------------
+def describe_config(admin: AdminClient, topic: str, names: Iterable[str]) -> dict[str, str]:
+    [future] = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)]).values()
+    entries = future.result(timeout=30)
+    return {name: entries[name].value for name in names}
+
+
+def alter_config(admin: AdminClient, topic: str, values: dict[str, str], kind: str = "TOPIC") -> None:
+    """Set ``values`` on ``topic`` (or, with ``kind="BROKER"`` and ``topic=""``, as the cluster's
+    default)."""
+    resource = ConfigResource(
+        getattr(ConfigResource.Type, kind),
+        topic,
+        incremental_configs=[
+            ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in values.items()
+        ],
+    )
+    [future] = admin.incremental_alter_configs([resource]).values()
+    future.result(timeout=30)
+
+
+# -- processes, from /proc --------------------------------------------------------------------
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime
+
+
+def cpu_s(pid: int) -> float | None:
+    """CPU seconds ``pid`` has used so far (user + system), or None once it is gone."""
+    try:
+        return cpu_ticks(pid) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError):
+        return None
+
+
+def rss_mib(pid: int) -> float | None:
+    """The resident memory of ``pid`` (VmRSS) in MiB, or None once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+    return round(int(found.group(1)) / 1024, 1) if found else None
+
+
+# -- figures ------------------------------------------------------------------------------------
+def percentiles(values: Iterable[float], digits: int = 1) -> dict[str, Any]:
+    """n, p50, p99 and max of ``values`` (nearest rank), rounded; {"n": 0} when there are none."""
+    s = sorted(values)
+    if not s:
+        return {"n": 0}
+
+    def rank(q: float) -> float:
+        return round(s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))], digits)
+
+    return {"n": len(s), "p50": rank(0.5), "p99": rank(0.99), "max": round(s[-1], digits)}

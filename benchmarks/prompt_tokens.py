@@ -28,8 +28,8 @@ from agon.settings import Settings
 from agon.streams.local.fleet import Fleet
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE)]
-from common import log, machine, own_broker, replace_block  # noqa: E402
+sys.path[:0] = [str(HERE.parent)]  # run as a script: the benchmarks package beside it
+from benchmarks.common import log, machine, own_broker, replace_block  # noqa: E402
 
 RESULTS = HERE / "results" / "prompt_tokens.json"
 UNBOUNDED = 1_000_000

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+from confluent_kafka.admin import AdminClient
 
 from agon.connectors.transcript import follow, new_request, send_request
 from agon.schemas import Topics, partition_for
@@ -54,19 +54,34 @@ from agon.streams.local.fleet import Fleet
 from agon.streams.local.supervisor import Backoff
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE)]
-from common import log, machine, own_broker, replace_block  # noqa: E402
+sys.path[:0] = [str(HERE.parent)]  # run as a script: the benchmarks package beside it
+from benchmarks.common import (  # noqa: E402
+    alter_config,
+    cpu_ticks,
+    describe_config,
+    log,
+    machine,
+    own_broker,
+    replace_block,
+)
+
+# isort: split
+# benchmarks.common put the tests' helpers and the chaos harness on sys.path
 from helpers import wait_for  # noqa: E402
 from records import read_all  # noqa: E402
 
 RESULTS = HERE / "results" / "recovery.json"
 MOTION = "AI's impact on the job market is positive"
 TABLES = ("debates", "ended")
+SETTLE_S = 45.0  # changelog sizes unchanged this long: compaction has finished
 
 
 class Bench:
-    def __init__(self, home: Path, bootstrap: str, history: int, partitions: int) -> None:
+    def __init__(
+        self, home: Path, bootstrap: str, history: int, partitions: int, settle_s: float = SETTLE_S
+    ) -> None:
         self.history = history
+        self.settle_s = settle_s
         self.env = {
             "AGON_HOME": str(home),
             "AGON_NAMESPACE": f"rb{history}-{uuid.uuid4().hex[:6]}",
@@ -149,8 +164,8 @@ class Bench:
             time.sleep(1.5)
         sizes, stable_since = log_sizes(broker, self.changelogs.values()), time.monotonic()
         deadline = time.monotonic() + 600
-        while time.monotonic() < deadline and time.monotonic() - stable_since < 45:
-            time.sleep(10)
+        while time.monotonic() < deadline and time.monotonic() - stable_since < self.settle_s:
+            time.sleep(min(10.0, self.settle_s / 3))
             now = log_sizes(broker, self.changelogs.values())
             if now != sizes:
                 sizes, stable_since = now, time.monotonic()
@@ -253,24 +268,6 @@ def first_record(settings: Settings, topic: str, wait_s: float) -> int:
         consumer.close()
 
 
-def describe_config(admin: AdminClient, topic: str, names: dict[str, str]) -> dict[str, str]:
-    [future] = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)]).values()
-    entries = future.result(timeout=30)
-    return {name: entries[name].value for name in names}
-
-
-def alter_config(admin: AdminClient, topic: str, values: dict[str, str]) -> None:
-    resource = ConfigResource(
-        ConfigResource.Type.TOPIC,
-        topic,
-        incremental_configs=[
-            ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in values.items()
-        ],
-    )
-    [future] = admin.incremental_alter_configs([resource]).values()
-    future.result(timeout=30)
-
-
 def log_sizes(broker: LocalBroker, topics: Any) -> dict[str, int]:
     """Bytes on disk per topic, as Kafka's own LogDirsCommand reports them."""
     topics = list(topics)
@@ -292,11 +289,6 @@ def log_sizes(broker: LocalBroker, topics: Any) -> dict[str, int]:
     return {t.rsplit("-", 2)[-2]: n for t, n in sizes.items()}
 
 
-def cpu_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime, stime
-
-
 # -- the run -------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -311,24 +303,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     home = Path(args.workdir or tempfile.mkdtemp(prefix="agon-recovery-"))
     broker = own_broker(home)
-    bootstrap = broker.bootstrap
-    runs = []
     try:
-        for history in (0, args.history):
-            runs.append(
-                Bench(home, bootstrap, history, partitions=4).run(broker, args.kills, args.cpu_window)
-            )
+        measured = measure(broker, home, args.history, args.kills, args.cpu_window)
     finally:
         broker.down()
-    base, big = runs[0]["recovery_s"]["p50"], runs[1]["recovery_s"]["p50"]
     result = {
         "benchmark": "moderator recovery after SIGKILL vs. ended debates",
         "started": started,
         "machine": machine(),
-        "config": {"kills": args.kills, "cpu_window_s": args.cpu_window, "partitions": 4},
-        "runs": runs,
-        "recovery_ratio_p50": round(big / base, 3),
-        "idle_cpu_ratio": round(runs[1]["idle_cpu_ms_per_s"] / max(runs[0]["idle_cpu_ms_per_s"], 0.01), 3),
+        **measured,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -336,6 +319,35 @@ def main(argv: list[str] | None = None) -> int:
     if args.update_readme:
         update_readme(result)
     return 0 if result["recovery_ratio_p50"] <= 1.5 else 1
+
+
+def measure(
+    broker: LocalBroker,
+    home: Path,
+    history: int,
+    kills: int,
+    cpu_window_s: float,
+    settle_s: float = SETTLE_S,
+    partitions: int = 4,
+) -> dict[str, Any]:
+    """Recovery and idle CPU with no history, then with ``history`` ended debates, each in a
+    namespace of its own on ``broker``."""
+    runs = [
+        Bench(home, broker.bootstrap, h, partitions, settle_s).run(broker, kills, cpu_window_s)
+        for h in (0, history)
+    ]
+    base, big = runs[0]["recovery_s"]["p50"], runs[1]["recovery_s"]["p50"]
+    return {
+        "config": {
+            "kills": kills,
+            "cpu_window_s": cpu_window_s,
+            "partitions": partitions,
+            "compaction_settle_s": settle_s,
+        },
+        "runs": runs,
+        "recovery_ratio_p50": round(big / base, 3),
+        "idle_cpu_ratio": round(runs[1]["idle_cpu_ms_per_s"] / max(runs[0]["idle_cpu_ms_per_s"], 0.01), 3),
+    }
 
 
 def update_readme(r: dict[str, Any]) -> None:

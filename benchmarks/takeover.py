@@ -23,9 +23,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path[:0] = [str(HERE)]  # common.py adds the chaos harness; agon itself is installed
+sys.path[:0] = [str(REPO)]  # run as a script: the benchmarks package beside it
 
-from common import README, machine, replace_block  # noqa: E402
+from benchmarks.common import README, machine, replace_block  # noqa: E402
+
+# isort: split
+# benchmarks.common put the chaos harness on sys.path; agon itself is installed
 from harness import run_chaos  # noqa: E402
 
 RESULTS = HERE / "results" / "takeover.json"

@@ -43,5 +43,8 @@ def make_app(agent: str, settings: Settings, worker: int = 0) -> faust.App:
         table_standby_replicas=1,
         producer_linger=0.0,
         commit_timeout_s=w.commit_timeout_s,
+        commit_max_events=w.commit_max_events,
+        commit_max_delay_s=w.commit_max_delay_s,
+        fetch_wait_s=w.fetch_wait_s,
         Table=AgonTable,
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from agon.agents.debater import LLM_CALL_BYTES, MAX_LLM_SLOTS
 from agon.agents.requests import MAX_ROUNDS
 from agon.settings import REPO_ROOT, Settings
 from agon.streams.local.supervisor import Backoff
@@ -43,6 +44,10 @@ def test_the_numbers_in_the_readme_are_the_code_s() -> None:
         f"`AGON_LLM_KEEP_ALIVE` ({llm.keep_alive})",
         f"`AGON_LLM_MAX_OUTPUT_CHARS` ({llm.max_output_chars})",
         f"`AGON_LLM_PROMPT_BUDGET_TOKENS` ({llm.prompt_budget_tokens})",
+        f"`AGON_WORKER_COMMIT_MAX_EVENTS` events ({defaults.commit_max_events})",
+        f"`AGON_WORKER_COMMIT_MAX_DELAY_S` ({defaults.commit_max_delay_s:g} s)",
+        f"`AGON_WORKER_FETCH_WAIT_S` ({defaults.fetch_wait_s:g} s)",
+        f"at {LLM_CALL_BYTES // 2**20} MiB a call, between 64 and {MAX_LLM_SLOTS}",
     ):
         assert claim in " ".join(readme.split())
 

@@ -1,0 +1,1 @@
+"""agon's benchmarks: ``python -m benchmarks`` (``make bench``) and the standalone scripts."""
