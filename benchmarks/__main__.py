@@ -91,15 +91,18 @@ def plan_of(args: argparse.Namespace) -> Plan:
 
 def start_broker(home: Path) -> Any:
     """A broker of our own, stamping every record with the time it appends it
-    (``log.message.timestamp.type=LogAppendTime``, cluster-wide): the broker's own clock."""
+    (``log.message.timestamp.type=LogAppendTime`` on each broker): the broker's own clock."""
     broker = own_broker(home)
-    alter_config(
-        AdminClient({"bootstrap.servers": broker.bootstrap}),
-        "",
-        {"log.message.timestamp.type": "LogAppendTime"},
-        kind="BROKER",
-    )
+    stamp_on_append(broker.bootstrap)
     return broker
+
+
+def stamp_on_append(bootstrap: str) -> None:
+    """Make every broker of ``bootstrap`` stamp records with their append time (a dynamic
+    per-broker setting: librdkafka refuses the cluster-wide default's empty name)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for broker_id in admin.list_topics(timeout=30).brokers:
+        alter_config(admin, str(broker_id), {"log.message.timestamp.type": "LogAppendTime"}, kind="BROKER")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,7 +183,7 @@ def write(result: dict[str, Any], out: Path, t0: float, run: Run) -> None:
     result["duration_s"] = round(time.monotonic() - t0, 1)
     result["notes"] = list(run.notes)
     if run.timestamps:
-        who = "set cluster-wide on the benchmark's own broker" if run.broker else "the given broker's"
+        who = "set on the benchmark's own broker" if run.broker else "the given broker's"
         result["timestamps"] = f"{run.timestamps} ({who}) on the debate topics"
     out.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -99,8 +99,7 @@ def describe_config(admin: AdminClient, topic: str, names: Iterable[str]) -> dic
 
 
 def alter_config(admin: AdminClient, topic: str, values: dict[str, str], kind: str = "TOPIC") -> None:
-    """Set ``values`` on ``topic`` (or, with ``kind="BROKER"`` and ``topic=""``, as the cluster's
-    default)."""
+    """Set ``values`` on ``topic`` (or, with ``kind="BROKER"``, on the broker of that id)."""
     resource = ConfigResource(
         getattr(ConfigResource.Type, kind),
         topic,

@@ -53,8 +53,9 @@ through faust's extension points (a TransactionManager subclass installed by
 7. **A table write could still trail its commit.** The buffer flush of fix 2
    does not cover a changelog write that faust's buffer task had already
    taken from the queue; it could land after the commit of the offsets it
-   belongs to. :class:`AgonTable` remembers each write's future and a handler
-   awaits them all (:meth:`AgonApp.flush_changelog`) before its event is acked.
+   belongs to. :class:`AgonTable` remembers each write's future, and a commit
+   awaits them all (:meth:`AgonApp.flush_changelog`) before it sends its offsets:
+   one wait per transaction rather than a round trip per event.
 8. **Local state under exactly-once.** RocksDB keeps a write as soon as it is
    made, but its transaction may abort (a kill): a worker restarted on the
    same data directory would serve writes that never happened. Like Kafka
@@ -215,6 +216,7 @@ class RoutedTransactionManager(TransactionManager):
 
     async def _commit(self, offsets: Mapping[TP, int], start_new_transaction: bool) -> bool:
         await self.app.producer.buffer.flush()
+        await self.app.flush_changelog()
         by_tid = group_by_transaction(offsets, self._transactional_id)
         if not by_tid:
             return True
