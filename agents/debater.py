@@ -112,9 +112,10 @@ class Debater(Agent):
         if tid in hist["taken"]:
             answer = hist.get("answer")
             if answer and answer["event_id"] == tid:
-                # asked again for the turn we took last: our answer never reached the moderator
-                # (its copy in the moderator's inbox was lost), so it goes there once more; the
-                # debate's own topic keeps its one TurnTaken
+                # asked again for the turn we took last: our answer never reached the moderator,
+                # so it goes there once more; the debate's own topic keeps its one TurnTaken.
+                # Seen in a chaos run: a moderator restarted after kill -9 was never handed a
+                # committed TurnTaken of its inbox (the record after it was); why is not known
                 await self.send(self.topics.inbox(self.moderator), "inbox", "TurnTaken", answer)
                 log.warning("debate=%s turn=%s asked again; answer sent again", debate_id, tid)
             else:

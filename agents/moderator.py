@@ -237,7 +237,7 @@ class Moderator(Agent):
                 "DebateEnded",
                 self.ended_event(debate_id, state, reason, detail),
             )
-        self.app.forget_topic(self.topics.debate(debate_id))  # every send to it was acknowledged
+        self.app.forget_topic(self.topics.debate(debate_id))
         self.forget(self.topics.debate(debate_id))
         self.doom(debate_id, now_ms())
 

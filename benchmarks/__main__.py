@@ -114,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "benchmark": "agon, side by side (python -m benchmarks)",
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": shlex.join(["python -m benchmarks", *(sys.argv[1:] if argv is None else argv)]),
+        "command": " ".join(
+            ["python -m benchmarks", shlex.join(sys.argv[1:] if argv is None else argv)]
+        ).strip(),
         "machine": machine(),
         "plan": plan.__dict__,
         "measures": sorted(args.which, key=MEASURES.index),
@@ -133,9 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     result["broker"] = f"its own, {bootstrap}" if broker else f"given, {bootstrap or 'none'}"
     run = Run(plan, home, bootstrap, broker, args.budget)
     steps = [  # (measures, seconds of the budget it needs at least, what runs them)
+        # the levels first: their warm-up batch also warms the broker's JIT for the floor
+        ({"handoff", "throughput"}, 30, lambda: measure_levels(run, levels(plan, args.which))),
         ({"floor"}, 0, lambda: {"floor": measure_floor(run)}),
         ({"inprocess"}, 0, lambda: {"inprocess": measure_inprocess(run)}),
-        ({"handoff", "throughput"}, 30, lambda: measure_levels(run, levels(plan, args.which))),
         ({"capacity", "rss"}, 30, lambda: measure_slow(run, args.which)),
         ({"recovery"}, 0 if plan.smoke else 180, lambda: {"recovery": measure_recovery(run)}),
     ]

@@ -28,10 +28,13 @@ class Plan:
     kills: int = 2
     cpu_window_s: float = 5.0
     settle_s: float = 20.0
+    #: debates, rounds of a batch run before the levels and not counted: a fresh broker's JIT
+    #: (and the workers' first topic and metadata work) would otherwise weigh on level 1
+    warm_up: tuple[int, int] = (20, 10)
 
     @classmethod
     def tiny(cls) -> Plan:
-        return cls(True, (1, 3), 20, (4, 1), (6, 1), 0.5, 0, 1, 1.0, 1.0)
+        return cls(True, (1, 3), 20, (4, 1), (6, 1), 0.5, 0, 1, 1.0, 1.0, (1, 1))
 
     def shape(self, debates: int) -> tuple[int, int]:
         """(rounds, batches) of a concurrency level: one debate at a time five times over, long
@@ -93,6 +96,9 @@ def measure_levels(run: Run, levels: tuple[int, ...]) -> dict[str, dict[str, Any
     """Turns/s at each level on a zero-latency fleet; the hand-off from level 1's debates."""
     found: dict[str, dict[str, Any]] = {"throughput": {"levels": []}}
     with AgonFleet(run.home, run.bootstrap, 0.0, run.broker_pid) as fleet:
+        n, rounds = run.plan.warm_up
+        log(f"warm-up, not counted: {n} debate(s) × {rounds} round(s)")
+        fleet.run(n, rounds, run.deadline(n, rounds, 0.0))
         for n in levels:
             rounds, batches = run.plan.shape(n)
             done = [fleet.run(n, rounds, run.deadline(n, rounds, 0.0)) for _ in range(batches)]

@@ -227,6 +227,7 @@ class RoutedTransactionManager(TransactionManager):
             await self.app.crash(exc)
             return False
         self.app.note_committed(offsets)
+        self.app.forget_committed_topics()
         return True
 
 
@@ -301,6 +302,7 @@ class AgonApp(faust.App):
         self.fetch_wait_s = fetch_wait_s
         shorten_txn_retries()
         self.unsent_changelog: list[asyncio.Future] = []
+        self._forget_after_commit: set[str] = set()
         self._changelogs: set[str] = set()
         #: per input partition, the next offset after what this worker has committed
         self.committed: dict[TP, int] = {}
@@ -355,8 +357,21 @@ class AgonApp(faust.App):
             await asyncio.gather(*pending)
 
     def forget_topic(self, topic: str) -> None:
-        """Stop tracking ``topic`` in every producer's metadata, once every send to it has been
-        acknowledged (its debate ended): producers must not track ever more topics."""
+        """Stop tracking ``topic`` in every producer's metadata (its debate ended): producers
+        must not track ever more topics. Under exactly-once this waits for the next commit,
+        when every send to it has been acknowledged: a batch still queued for a topic its
+        producer no longer tracks would lose its leader and be retried for good (fix 6)."""
+        if self.in_transaction:
+            self._forget_after_commit.add(topic)
+        else:
+            self._untrack(topic)
+
+    def forget_committed_topics(self) -> None:
+        topics, self._forget_after_commit = self._forget_after_commit, set()
+        for topic in topics:
+            self._untrack(topic)
+
+    def _untrack(self, topic: str) -> None:
         producers = [self.producer._producer, *self.producer._transaction_producers.values()]
         for producer in producers:
             if producer is not None:
