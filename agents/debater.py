@@ -28,6 +28,7 @@ from agon.agents.base import Agent
 from agon.agents.llm import LLM
 from agon.agents.prompts import build_messages
 from agon.errors import AgonError, LLMError
+from agon.procs import meminfo_kb
 from agon.schemas import now_ms
 from agon.streams import metrics
 
@@ -49,9 +50,8 @@ def llm_slots(configured: int, meminfo: Path = Path("/proc/meminfo")) -> int:
     cannot run in parallel; the limit is there so that a burst of debates cannot exhaust memory."""
     if configured:
         return configured
-    try:
-        available_kb = int(re.search(r"MemAvailable:\s+(\d+)", meminfo.read_text()).group(1))
-    except (OSError, AttributeError):
+    available_kb = meminfo_kb("MemAvailable", meminfo)
+    if available_kb is None:
         return 64
     return max(64, min(MAX_LLM_SLOTS, available_kb * 1024 // 4 // LLM_CALL_BYTES))
 

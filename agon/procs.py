@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 
-__all__ = ["alive", "cmdline", "port_taken", "started_at"]
+__all__ = ["alive", "cmdline", "cpu_seconds", "meminfo_kb", "port_taken", "rss_mib", "started_at"]
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -48,6 +49,34 @@ def started_at(pid: int) -> float | None:
     except (OSError, ValueError, IndexError, StopIteration):
         return None
     return None if ticks is None else boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU seconds ``pid`` has used so far (user + system), or None once it is gone."""
+    fields = _stat(pid)
+    try:
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else None
+    except (ValueError, IndexError):
+        return None
+
+
+def rss_mib(pid: int) -> float | None:
+    """The resident memory of ``pid`` (VmRSS) in MiB, or None once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+    return round(int(found.group(1)) / 1024, 1) if found else None
+
+
+def meminfo_kb(field: str, meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """A field of /proc/meminfo (``MemTotal``, ``MemAvailable``, …) in kB, or None."""
+    try:
+        found = re.search(rf"^{field}:\s+(\d+) kB", meminfo.read_text(), re.M)
+    except OSError:
+        return None
+    return int(found.group(1)) if found else None
 
 
 def port_taken(host: str, port: int) -> bool:

@@ -1,12 +1,11 @@
 """What every benchmark here shares: the machine it ran on, a broker of its own, progress lines,
-its block in README.md, and what it reads of the broker and of /proc."""
+its block in README.md, and what it reads of the broker."""
 
 from __future__ import annotations
 
 import math
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+
+from agon.procs import meminfo_kb
 
 HERE = Path(__file__).resolve().parent
 README = HERE / "README.md"
@@ -32,7 +33,7 @@ def machine() -> dict[str, object]:
         ),
         platform.processor(),
     )
-    mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+    mem_kb = meminfo_kb("MemTotal") or 0
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[:1]
     return {
         "nproc": os.cpu_count(),
@@ -109,30 +110,6 @@ def alter_config(admin: AdminClient, topic: str, values: dict[str, str], kind: s
     )
     [future] = admin.incremental_alter_configs([resource]).values()
     future.result(timeout=30)
-
-
-# -- processes, from /proc --------------------------------------------------------------------
-def cpu_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime, stime
-
-
-def cpu_s(pid: int) -> float | None:
-    """CPU seconds ``pid`` has used so far (user + system), or None once it is gone."""
-    try:
-        return cpu_ticks(pid) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError):
-        return None
-
-
-def rss_mib(pid: int) -> float | None:
-    """The resident memory of ``pid`` (VmRSS) in MiB, or None once it is gone."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
-    return round(int(found.group(1)) / 1024, 1) if found else None
 
 
 # -- figures ------------------------------------------------------------------------------------

@@ -22,11 +22,12 @@ from confluent_kafka.admin import AdminClient
 
 from agon.connectors.transcript import new_request, send_request
 from agon.deadline import wait_until
+from agon.procs import cpu_seconds, rss_mib
 from agon.schemas import Topics
 from agon.settings import Settings
 from agon.streams.local.fleet import Fleet
 
-from .common import cpu_s, describe_config, log, rss_mib
+from .common import describe_config, log
 
 # isort: split
 # benchmarks.common put the tests' helpers and the chaos harness on sys.path
@@ -93,7 +94,7 @@ class Processes(threading.Thread):
         return {
             name: used
             for name, pid in {**self._pids(), **self.others}.items()
-            if (used := cpu_s(pid)) is not None
+            if (used := cpu_seconds(pid)) is not None
         }
 
     def run(self) -> None:

@@ -47,6 +47,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from agon.connectors.transcript import follow, new_request, send_request
+from agon.procs import cpu_seconds
 from agon.schemas import Topics, partition_for
 from agon.settings import Settings
 from agon.streams.local.broker import LocalBroker
@@ -57,7 +58,6 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent)]  # run as a script: the benchmarks package beside it
 from benchmarks.common import (  # noqa: E402
     alter_config,
-    cpu_ticks,
     describe_config,
     log,
     machine,
@@ -205,10 +205,10 @@ class Bench:
             list(follow(self.settings, debate_id, wait_s=60, idle_timeout_s=120))
         pid = self.moderator_pid()
         time.sleep(3)
-        start, t0 = cpu_ticks(pid), time.monotonic()
+        start, t0 = cpu_seconds(pid), time.monotonic()
         time.sleep(window_s)
-        used, elapsed = cpu_ticks(pid) - start, time.monotonic() - t0
-        return round(used / os.sysconf("SC_CLK_TCK") * 1000 / elapsed, 2)
+        used, elapsed = cpu_seconds(pid) - start, time.monotonic() - t0
+        return round(used * 1000 / elapsed, 2)
 
     probes: list[str]
 

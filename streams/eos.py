@@ -77,9 +77,10 @@ through faust's extension points (a TransactionManager subclass installed by
 Not biting here, and why: #440 (KeyError at start with no tables) — every
 agent has a table; #136 and the 60 s producer ``transaction_timeout_ms`` — no
 transaction spans an LLM call (a debater acks its request at once and calls
-the model outside the stream), so a transaction lives at most one commit interval
-(0.2 s; usually milliseconds, see ``streams/latency.py``); #323 (ProducerFenced on rebalance) — a fenced zombie crashes and its
-supervisor restarts it; turn ids make every handler idempotent, so what it
+the model outside the stream), so a transaction lives at most one commit
+interval (0.2 s; usually milliseconds, see ``streams/latency.py``); #323
+(ProducerFenced on rebalance) — a fenced zombie crashes and its supervisor
+restarts it; turn ids make every handler idempotent, so what it
 redoes changes nothing.
 """
 

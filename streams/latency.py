@@ -113,10 +113,8 @@ class ShortFetchConsumerThread(AIOKafkaConsumerThread):
 
 
 class LatencyConsumer(FaustConsumer):
-    """faust's consumer with a short fetch wait (fix 4) and exact committable offsets (fix 2)."""
-
-    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
-        return ShortFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
+    """faust's consumer with exact committable offsets (fix 2); :class:`agon.streams.eos.
+    AgonConsumer` runs it on a :class:`ShortFetchConsumerThread` (fix 4)."""
 
     def _new_offset(self, tp: TP) -> int | None:
         acked = self._acked[tp]
