@@ -10,7 +10,9 @@ Records are plain dicts; enum values are their symbols (``"FOR"``); ``ts`` is
 an int of epoch milliseconds both ways. The files mark ``ts`` as
 ``timestamp-millis`` for other readers (Kafka UI, Java); the codec drops
 logical types, which are not part of the canonical form, so fingerprints stay
-the same and fastavro neither wants nor returns datetimes.
+the same and fastavro neither wants nor returns datetimes. Writers whose library puts
+logical types into the canonical form (Apache's Python ``avro``) are read too: each schema
+is also known by that fingerprint (:func:`logical_alias_fingerprint`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import re
 import reprlib
 import time
 from collections.abc import Mapping
@@ -31,7 +34,16 @@ from fastavro.validation import ValidationError, validate
 
 from agon.errors import CodecError
 
-__all__ = ["HEADER_LEN", "KINDS", "MAGIC", "SCHEMA_DIR", "Codec", "now_ms", "schema_fingerprint"]
+__all__ = [
+    "HEADER_LEN",
+    "KINDS",
+    "MAGIC",
+    "SCHEMA_DIR",
+    "Codec",
+    "logical_alias_fingerprint",
+    "now_ms",
+    "schema_fingerprint",
+]
 
 #: the .avsc files beside this module: ``<kind>.avsc`` current, ``v<n>/*.avsc`` older versions
 SCHEMA_DIR = Path(__file__).parent
@@ -55,6 +67,40 @@ def schema_fingerprint(schema: Any) -> bytes:
     return bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
 
 
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
+
+
+def logical_alias_fingerprint(schema: Any) -> bytes | None:
+    """The fingerprint other writers compute for ``schema`` when it has logical types, or None.
+
+    Implementations differ on a logical-typed primitive's canonical form: Java and fastavro
+    write ``"long"``; Apache's Python library (1.12) keeps ``{"type":"long"}``, so its header
+    carries another fingerprint for the same writer schema. A reader accepts both. Each such
+    node is swapped for a uniquely named placeholder that survives canonicalisation, then
+    written back in the object form."""
+    names: dict[str, str] = {}
+
+    def swap(node: Any) -> Any:
+        if isinstance(node, dict):
+            if node.get("logicalType") and node.get("type") in _PRIMITIVES:
+                name = f"agonLogicalPlaceholder{len(names)}"
+                names[name] = node["type"]
+                return {"type": "fixed", "name": name, "size": 0}
+            return {k: swap(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [swap(v) for v in node]
+        return node
+
+    form = to_parsing_canonical_form(swap(schema))
+    if not names:
+        return None
+    for name, primitive in names.items():
+        form = re.sub(
+            rf'\{{"name":"[^"]*{name}","type":"fixed","size":0\}}', f'{{"type":"{primitive}"}}', form
+        )
+    return bytes.fromhex(fingerprint(form, "CRC-64-AVRO"))
+
+
 def _without_logical_types(node: Any) -> Any:
     if isinstance(node, dict):
         return {k: _without_logical_types(v) for k, v in node.items() if k != "logicalType"}
@@ -63,11 +109,16 @@ def _without_logical_types(node: Any) -> Any:
     return node
 
 
-def _load(path: Path) -> tuple[bytes, Any]:
-    """The fingerprint and the parsed schema of one ``.avsc`` file."""
+def _load(path: Path) -> tuple[bytes, bytes | None, Any]:
+    """The fingerprint, its alias (:func:`logical_alias_fingerprint`) and the parsed schema of
+    one ``.avsc`` file."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-        return schema_fingerprint(raw), parse_schema(_without_logical_types(raw))
+        return (
+            schema_fingerprint(raw),
+            logical_alias_fingerprint(raw),
+            parse_schema(_without_logical_types(raw)),
+        )
     except (OSError, ValueError) as exc:  # fastavro's SchemaParseError is a ValueError
         raise CodecError(f"cannot load schema {path}: {exc}") from exc
 
@@ -117,18 +168,21 @@ class Codec:
         self._types: dict[str, dict[str, tuple[str, frozenset[str]]]] = {}
         self._writers: dict[bytes, Any] = {}
         for kind in KINDS:
-            fp, schema = _load(directory / f"{kind}.avsc")
+            fp, alias, schema = _load(directory / f"{kind}.avsc")
             self._current[kind] = schema
             self._header[kind] = MAGIC + fp
             self._writers[fp] = schema
+            if alias:
+                self._writers[alias] = schema
             records = schema if isinstance(schema, list) else [schema]
             self._types[kind] = {
                 r["name"].rpartition(".")[2]: (r["name"], frozenset(f["name"] for f in r["fields"]))
                 for r in records
             }
         for path in sorted(directory.glob("v*/*.avsc")):
-            fp, schema = _load(path)
-            self._writers.setdefault(fp, schema)
+            fp, alias, schema = _load(path)
+            for known in (fp, alias) if alias else (fp,):
+                self._writers.setdefault(known, schema)
 
     @staticmethod
     @functools.cache
