@@ -88,6 +88,8 @@ class Debater(Agent):
         self.moderator = self.settings.moderator
         self._slots = asyncio.Semaphore(llm_slots(self.settings.worker.max_llm_in_flight))
         self._in_flight: dict[str, asyncio.Task] = {}
+        #: turn id -> inbox partition of the drafts this worker kept and has not read back yet
+        self._kept: dict[str, int] = {}
         self._markers: dict[int, str] = {}  # partition -> id of the last Resume we wrote
         self.app.on_partitions_assigned.connect(self.on_assigned)
 
@@ -146,6 +148,8 @@ class Debater(Agent):
     async def on_assigned(self, app: Any, assigned: set, **kwargs: Any) -> None:
         """Mark each inbox partition we now own; see :meth:`on_resume`."""
         inbox = self.topics.inbox(self.name)
+        owned = {tp.partition for tp in assigned if tp.topic == inbox}
+        self._kept = {tid: p for tid, p in self._kept.items() if p in owned}
         for tp in assigned:
             if tp.topic == inbox:
                 marker = f"resume:{self.name}-{self.worker}:{os.getpid()}:{tp.partition}:{uuid.uuid4().hex}"
@@ -172,7 +176,13 @@ class Debater(Agent):
             return
         for debate_id, hist in list(self.history.items()):
             for req in (hist or {}).get("pending", {}).values():
-                if req["partition"] == marker["partition"] and req["event_id"] not in self._in_flight:
+                tid = req["event_id"]
+                # a draft of ours still on its way back (kept after the marker) is no lost call
+                if (
+                    req["partition"] == marker["partition"]
+                    and tid not in self._in_flight
+                    and tid not in self._kept
+                ):
                     log.warning("debate=%s turn=%s resumed after takeover", debate_id, req["event_id"])
                     self.start_draft(hist, req)
 
@@ -218,6 +228,7 @@ class Debater(Agent):
                 },
                 partition=req["partition"],
             )
+            self._kept[tid] = req["partition"]
         except LLMError as exc:
             log.warning("debate=%s turn=%s failed: %s", debate_id, tid, exc)
             if not await self.request_committed(after, tid):
@@ -244,6 +255,7 @@ class Debater(Agent):
 
     async def on_drafted(self, draft: dict[str, Any]) -> None:
         debate_id, tid = draft["debate_id"], draft["event_id"]
+        self._kept.pop(tid, None)
         hist = self.history.get(debate_id)
         if hist is None or tid not in hist["pending"]:
             # taken already (a second call's draft), or the debate has ended meanwhile
