@@ -104,7 +104,12 @@ class WorkerSettings(_Section):
     commit_interval_s: float = 0.2
     commit_max_events: int = Field(500, ge=1)
     commit_max_delay_s: float = Field(0.05, gt=0)
-    fetch_wait_s: float = Field(0.02, gt=0, description="the longest a fetch waits for records")
+    fetch_wait_s: float = Field(
+        1.5,
+        gt=0,
+        description="the longest a fetch waits for records; shorter is faster but not safe yet "
+        "(streams/latency.py, fix 4)",
+    )
     commit_timeout_s: float = 15.0
     turn_timeout_s: float = 30.0
     turn_attempts: int = 3

@@ -294,7 +294,7 @@ class AgonApp(faust.App):
         commit_timeout_s: float = 15.0,
         commit_max_events: int = 500,
         commit_max_delay_s: float = 0.05,
-        fetch_wait_s: float = 0.02,
+        fetch_wait_s: float = 1.5,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
