@@ -99,6 +99,9 @@ class Agent:
         async def run(stream: faust.StreamT) -> None:
             try:
                 async for event in stream.noack().events():
+                    # backpressure: what this worker cannot take on yet stays in its inbox,
+                    # where it shows as lag (and the autoscaler adds workers)
+                    await self.capacity()
                     # a commit never falls inside an event: its effects share one transaction
                     async with self.app.processing:
                         # a handler is quick (no LLM call happens in one); one that hangs
@@ -113,8 +116,32 @@ class Agent:
                 raise
 
         self.app.agent(source, name=f"{self.name}.run")(run)
-        if self.settings.worker.metrics_port:
-            metrics.serve(metrics.port_of(self.settings, self.name, self.worker))
+        self.app.task(self._serve_metrics)  # faust's Worker owns on_startup_finished
+
+    async def _serve_metrics(self) -> None:
+        """Serve /metrics once the worker runs, and say where (``metrics.json``)."""
+        metrics.INBOX_LAG.labels(self.name).set_function(self.inbox_lag)
+        url = metrics.serve(metrics.port_of(self.settings, self.name, self.worker))
+        metrics.announce(Path(self.app.conf.datadir), url)
+        log.info("%s serves metrics on %s", self.name, url)
+
+    def inbox_lag(self) -> float:
+        """Kafka's lag on the inbox partitions this worker owns, for a scrape (from the HTTP
+        server's thread: copies, never iterates faust's live structures)."""
+        inbox = self.topics.inbox(self.name)
+        consumer = self.app.consumer
+        lag = 0
+        try:
+            committed = dict(consumer._committed_offset)
+            for tp in list(consumer.assignment()):
+                if tp.topic == inbox and committed.get(tp) is not None:
+                    lag += max(0, consumer.highwater(tp) - committed[tp])
+        except (RuntimeError, AttributeError, KeyError, TypeError):  # mid-rebalance: no figure
+            return float("nan")
+        return lag
+
+    async def capacity(self) -> None:
+        """Return once this worker can take on another event (always, unless overridden)."""
 
     async def dispatch(self, event: EventT) -> None:
         """Decode and handle one event (bad input goes to dead letters). Its table writes are
@@ -123,6 +150,8 @@ class Agent:
         kind = self.kinds[msg.topic]
         try:
             record_type, body = self.codec.decode(kind, msg.value)
+            if msg.timestamp:
+                metrics.HANDOFF.labels(self.name, record_type).observe(max(0.0, time.time() - msg.timestamp))
         except CodecError as exc:
             await self.reject(event, "undecodable", f"undecodable {kind} event: {exc}")
             return

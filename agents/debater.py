@@ -6,7 +6,10 @@ outside the stream and outside any transaction, so a slow call holds up no
 other debate and no commit. Its result is kept in Kafka at once, as a
 ``TurnDrafted`` in the debater's own inbox; publishing that draft as
 ``TurnTaken`` (debate topic and moderator inbox) and recording it in the table
-is one transaction, once per turn id.
+is one transaction, once per turn id, which the call's task makes at once, in
+the transaction of the request's partition (fix 12 in ``streams/eos.py``).
+While every model slot is busy the debater takes no request: a backlog waits
+in its inbox, as lag, where the autoscaler sees it.
 
 After a crash, whoever takes the partition over restores the table and reads
 on: a draft already written is published without a new LLM call; a turn still
@@ -23,6 +26,8 @@ import re
 import uuid
 from pathlib import Path
 from typing import Any
+
+from faust.streams import current_event
 
 from agon.agents.base import Agent
 from agon.agents.llm import LLM
@@ -86,12 +91,29 @@ class Debater(Agent):
         self.llm = llm
         self.history = self.table("history")
         self.moderator = self.settings.moderator
-        self._slots = asyncio.Semaphore(llm_slots(self.settings.worker.max_llm_in_flight))
+        self.slots = llm_slots(self.settings.worker.max_llm_in_flight)
+        self._slots = asyncio.Semaphore(self.slots)
         self._in_flight: dict[str, asyncio.Task] = {}
+        self._freed = asyncio.Event()
+        self._stopping = False
         #: turn id -> inbox partition of the drafts this worker kept and has not read back yet
         self._kept: dict[str, int] = {}
         self._markers: dict[int, str] = {}  # partition -> id of the last Resume we wrote
         self.app.on_partitions_assigned.connect(self.on_assigned)
+        self.app.on_before_shutdown.connect(self.drain)
+
+    async def drain(self, app: Any = None, **kwargs: Any) -> None:
+        """On a graceful stop (SIGTERM, a scale-in), after the worker stopped fetching: let the
+        model calls in flight finish and keep their drafts, so that the next owner of their
+        partitions publishes them without paying for them again."""
+        self._stopping = True  # what is drafted from now on is published by the next owner
+        tasks = list(self._in_flight.values())
+        if not tasks:
+            return
+        limit = self.settings.worker.drain_timeout_s
+        log.info("stopping: waiting up to %.0f s for %d model call(s) in flight", limit, len(tasks))
+        _, left = await asyncio.wait(tasks, timeout=limit)
+        log.info("stopping: %d draft(s) kept, %d call(s) cut short", len(tasks) - len(left), len(left))
 
     async def handle(self, record_type: str, body: dict[str, Any], event: Any) -> None:
         if record_type == "TurnRequested":
@@ -143,7 +165,8 @@ class Debater(Agent):
         if req["event_id"] in self._in_flight:
             return
         messages = build_messages(self.name, req, hist["turns"], self.settings.llm.prompt_budget_tokens)
-        self._in_flight[req["event_id"]] = asyncio.create_task(self.draft(req, messages, after))
+        source = current_event()  # the inbox event that asked: its partition's transaction publishes
+        self._in_flight[req["event_id"]] = asyncio.create_task(self.draft(req, messages, after, source))
 
     async def on_assigned(self, app: Any, assigned: set, **kwargs: Any) -> None:
         """Mark each inbox partition we now own; see :meth:`on_resume`."""
@@ -186,7 +209,13 @@ class Debater(Agent):
                     log.warning("debate=%s turn=%s resumed after takeover", debate_id, req["event_id"])
                     self.start_draft(hist, req)
 
-    async def draft(self, req: dict[str, Any], messages: list, after: tuple[Any, int] | None = None) -> None:
+    async def draft(
+        self,
+        req: dict[str, Any],
+        messages: list,
+        after: tuple[Any, int] | None = None,
+        source: Any = None,
+    ) -> None:
         debate_id, tid = req["debate_id"], req["event_id"]
         model = req["model"] or self.spec.model or self.settings.llm.model
         base = {
@@ -208,27 +237,27 @@ class Debater(Agent):
                         raise
             bad = looks_malformed(reply.text)
             metrics.LLM_CALLS.labels(self.name, "malformed" if bad else "ok").inc()
+            metrics.LLM_TOKENS.labels(self.name, reply.model, "prompt").inc(reply.prompt_tokens)
+            metrics.LLM_TOKENS.labels(self.name, reply.model, "completion").inc(reply.completion_tokens)
             if not await self.request_committed(after, tid):
                 return
             if bad:
                 raise LLMError(bad, retriable=True)
             log.info("debate=%s turn=%s drafted by %s in %d ms", debate_id, tid, model, reply.latency_ms)
+            draft = {
+                **base,
+                "ts": now_ms(),
+                "text": clip_answer(reply.text, self.settings.llm.max_output_chars),
+                "model": reply.model,
+                "prompt_tokens": reply.prompt_tokens,
+                "completion_tokens": reply.completion_tokens,
+                "latency_ms": reply.latency_ms,
+            }
             await self.send_now(
-                self.topics.inbox(self.name),
-                "inbox",
-                "TurnDrafted",
-                {
-                    **base,
-                    "ts": now_ms(),
-                    "text": clip_answer(reply.text, self.settings.llm.max_output_chars),
-                    "model": reply.model,
-                    "prompt_tokens": reply.prompt_tokens,
-                    "completion_tokens": reply.completion_tokens,
-                    "latency_ms": reply.latency_ms,
-                },
-                partition=req["partition"],
+                self.topics.inbox(self.name), "inbox", "TurnDrafted", draft, partition=req["partition"]
             )
             self._kept[tid] = req["partition"]
+            await self.publish_kept(draft, source)
         except LLMError as exc:
             log.warning("debate=%s turn=%s failed: %s", debate_id, tid, exc)
             if not await self.request_committed(after, tid):
@@ -244,6 +273,28 @@ class Debater(Agent):
             log.exception("debate=%s turn=%s draft lost", debate_id, tid)
         finally:
             self._in_flight.pop(tid, None)
+            self._freed.set()
+
+    async def capacity(self) -> None:
+        """Take no event while every model-call slot is busy: the requests wait in the inbox,
+        visible as lag, instead of in this worker's memory."""
+        while len(self._in_flight) >= self.slots:
+            self._freed.clear()
+            await self._freed.wait()
+
+    async def publish_kept(self, draft: dict[str, Any], source: Any) -> None:
+        """Publish a draft just kept, at once, in the transaction of the partition that asked
+        for it (fix 12 in ``streams/eos.py``): not behind the requests queued in that
+        partition. Not once this worker stops, or no longer owns the partition: then the
+        draft's record in the inbox is what the partition's next owner publishes."""
+        if source is None or self._stopping:
+            return
+        async with self.app.processing:
+            if source.message.tp not in self.app.consumer.assignment():
+                return
+            with self.app.in_partition_transaction(source):
+                await self.on_drafted(draft)
+        await self.app.commit_dirty()
 
     async def request_committed(self, after: tuple[Any, int] | None, tid: str) -> bool:
         """Wait until the request at ``after`` is committed; False if it never is here (its
@@ -258,8 +309,15 @@ class Debater(Agent):
         self._kept.pop(tid, None)
         hist = self.history.get(debate_id)
         if hist is None or tid not in hist["pending"]:
-            # taken already (a second call's draft), or the debate has ended meanwhile
-            log.info("debate=%s turn=%s is not pending; draft dropped", debate_id, tid)
+            # published already (at once, by the call's task; or a second call's draft), or
+            # the debate has ended meanwhile
+            taken = hist is not None and tid in hist["taken"]
+            log.log(
+                logging.DEBUG if taken else logging.INFO,
+                "debate=%s turn=%s is not pending; draft dropped",
+                debate_id,
+                tid,
+            )
             return
         hist["turns"].append({"round": draft["round"], "speaker": self.name, "text": draft["text"]})
         hist["taken"].append(tid)

@@ -57,6 +57,7 @@ class Moderator(Agent):
         self.ended.on_recover(self.index_ended)
         self.app.timer(1.0, name=f"{self.name}.deadlines")(self.check_deadlines)
         self.app.timer(SWEEP_S, name=f"{self.name}.sweep")(self.delete_old_topics)
+        metrics.DEBATES_RUNNING.set_function(lambda: len(self.deadlines))
 
     async def handle(self, record_type: str, body: dict[str, Any], event: Any) -> None:
         handler = {
@@ -124,6 +125,7 @@ class Moderator(Agent):
             },
         )
         log.info("debate=%s started: %r, %d rounds", debate_id, req["motion"], req["rounds"])
+        metrics.DEBATES_STARTED.inc()
         await self.request_turn(debate_id, state)
 
     # -- turns ---------------------------------------------------------------------------
@@ -134,6 +136,8 @@ class Moderator(Agent):
         speaker = state["speakers"][state["turn"]]
         last = state["turns"][-1] if state["turns"] else None
         state["deadline_ms"] = now_ms() + int(self.settings.worker.turn_timeout_s * 1000)
+        if state["attempt"] == 1:
+            state["asked_ms"] = now_ms()  # a turn's latency counts from its first request
         self.debates[debate_id] = state
         tid = self.expected(debate_id, state)
         self.deadlines.set(debate_id, tid, state["attempt"], state["deadline_ms"])
@@ -174,6 +178,8 @@ class Moderator(Agent):
         if state is None:
             return
         debate_id = turn["debate_id"]
+        if "asked_ms" in state:  # rows written before agon measured turns have none
+            metrics.TURN_LATENCY.observe(max(0, now_ms() - state["asked_ms"]) / 1000)
         state["turns"].append({"round": turn["round"], "speaker": turn["speaker"], "text": turn["text"]})
         state["tokens"] += turn["prompt_tokens"] + turn["completion_tokens"]
         state["attempt"] = 1
@@ -198,21 +204,26 @@ class Moderator(Agent):
     async def on_failed(self, failure: dict[str, Any]) -> None:
         state = self.current(failure)
         if state is not None and failure["attempt"] == state["attempt"]:
-            await self.retry_or_end(failure["debate_id"], state, failure["reason"], failure["retriable"])
+            await self.retry_or_end(
+                failure["debate_id"], state, failure["reason"], failure["retriable"], "failed"
+            )
 
     async def on_deadline(self, tick: dict[str, Any]) -> None:
         state = self.current(tick, turn_key="turn_id")
         if state is not None and tick["attempt"] == state["attempt"] and now_ms() >= state["deadline_ms"]:
             reason = f"no turn within {self.settings.worker.turn_timeout_s:g} s"
-            await self.retry_or_end(tick["debate_id"], state, reason, True)
+            await self.retry_or_end(tick["debate_id"], state, reason, True, "deadline")
 
-    async def retry_or_end(self, debate_id: str, state: dict[str, Any], reason: str, retriable: bool) -> None:
+    async def retry_or_end(
+        self, debate_id: str, state: dict[str, Any], reason: str, retriable: bool, why: str
+    ) -> None:
         tid = self.expected(debate_id, state)
         if retriable and state["attempt"] < self.settings.worker.turn_attempts:
             log.warning(
                 "debate=%s turn=%s attempt=%d failed (%s); retrying", debate_id, tid, state["attempt"], reason
             )
             state["attempt"] += 1
+            metrics.TURN_RETRIES.labels(why).inc()
             await self.request_turn(debate_id, state)
         else:
             await self.end(

@@ -111,12 +111,33 @@ class WorkerSettings(_Section):
         "(streams/latency.py, fix 4)",
     )
     commit_timeout_s: float = 15.0
+    drain_timeout_s: float = Field(
+        10.0, ge=0, description="a stopping debater waits this long for its model calls in flight"
+    )
     turn_timeout_s: float = 30.0
     turn_attempts: int = 3
     max_llm_in_flight: int = Field(
         0,
         ge=0,
         description="model calls a debater worker makes at once; 0: sized by memory (llm_slots)",
+    )
+
+
+class AutoscaleSettings(_Section):
+    """Lag-based autoscaling (``agon up --autoscale``): KEDA's Kafka scaler parameters, in
+    snake case, so that local supervision and Kubernetes share them (streams/autoscale.py)."""
+
+    lag_threshold: int = Field(10, ge=1, description="records pending per worker (KEDA lagThreshold)")
+    min_replica_count: int = Field(1, ge=1, description="workers per agent at least (KEDA minReplicaCount)")
+    max_replica_count: int = Field(
+        0, ge=0, description="workers per agent at most; 0: the inbox's partitions (KEDA maxReplicaCount)"
+    )
+    polling_interval_s: float = Field(1.0, gt=0, description="how often lag is read (KEDA pollingInterval)")
+    scale_down_stabilization_s: float = Field(
+        30.0,
+        ge=0,
+        description="a count falls only to the highest recommendation of this window "
+        "(the HPA's scaleDown stabilizationWindowSeconds)",
     )
 
 
@@ -189,6 +210,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     worker: WorkerSettings = WorkerSettings()
     history: HistorySettings = HistorySettings()
+    autoscale: AutoscaleSettings = AutoscaleSettings()
     agents: tuple[AgentSpec, ...] = DEFAULT_ROSTER
 
     @model_validator(mode="after")
@@ -232,3 +254,7 @@ class Settings(BaseSettings):
     @property
     def home_dir(self) -> Path:
         return self.home.resolve()
+
+    def worker_dir(self, agent: str, index: int) -> Path:
+        """Worker ``agent-index``'s data directory: its tables, assignment and metrics URL."""
+        return self.home_dir / "workers" / self.namespace / f"{agent}-{index}"

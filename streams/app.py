@@ -17,7 +17,7 @@ def make_app(agent: str, settings: Settings, worker: int = 0) -> faust.App:
     """
     topics = Topics(settings.namespace)
     w = settings.worker
-    datadir = settings.home_dir / "workers" / settings.namespace / f"{agent}-{worker}"
+    datadir = settings.worker_dir(agent, worker)
     datadir.parent.mkdir(parents=True, exist_ok=True)
     return AgonApp(
         topics.app_id(agent),
@@ -47,4 +47,5 @@ def make_app(agent: str, settings: Settings, worker: int = 0) -> faust.App:
         commit_max_delay_s=w.commit_max_delay_s,
         fetch_wait_s=w.fetch_wait_s,
         Table=AgonTable,
+        agent_name=agent,
     )

@@ -73,6 +73,27 @@ through faust's extension points (a TransactionManager subclass installed by
    :class:`RecoveringConsumerThread` asks the broker (ListOffsets,
    read_committed: the last stable offset) for every partition whose cached
    value is missing.
+11. **A stopped static member held its partitions for a session timeout.**
+   aiokafka sends no LeaveGroup for a member with a ``group_instance_id``
+   (static membership, so that a killed worker restarted in time keeps its
+   partitions). A worker that stops gracefully (SIGTERM: a scale-in, `agon
+   down`) goes for good, though, and its partitions waited 6 s (the session
+   timeout) before anyone took them, long enough for their lag to make the
+   autoscaler scale out again. :class:`RecoveringConsumerThread` leaves the
+   group after its last commit (LeaveGroup by member id, which Kafka 4.3
+   accepts for a static member: measured 0.3 s instead of 10.4 s). A kill -9
+   still leaves nothing, and keeps static membership's quick restart.
+12. **A draft waited behind the backlog it was part of.** A debater keeps a
+   model's answer in its own inbox (``TurnDrafted``) and used to publish it
+   only when its stream read that record back: behind every request queued in
+   the partition, once the debater stopped taking requests while its model
+   slots were busy. It now publishes the kept draft at once, from the call's
+   task, in the transaction of the request's input partition, as a handler
+   would (:meth:`AgonApp.in_partition_transaction`: faust's current event set
+   to that request, under the processing lock), and commits that transaction
+   (:meth:`AgonApp.commit_dirty`; a partition with no new offset commits its
+   outputs alone). The record read back later finds the turn taken; after a
+   crash it is what the next owner publishes.
 
 Not biting here, and why: #440 (KeyError at start with no tables) — every
 agent has a table; #136 and the 60 s producer ``transaction_timeout_ms`` — no
@@ -87,21 +108,27 @@ redoes changes nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import threading
-from collections.abc import Awaitable, Mapping
+import time
+import weakref
+from collections.abc import Awaitable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import faust
 from aiokafka.errors import ProducerFenced
+from aiokafka.protocol.group import LeaveGroupRequest
+from faust import streams as faust_streams
 from faust.streams import current_event
 from faust.transport.consumer import TransactionManager
 from faust.types import TP, TransportT
 from faust.types.tuples import RecordMetadata
 
 from agon.errors import MissingTopic
+from agon.streams import metrics
 from agon.streams.latency import (
     CommitPolicy,
     LatencyConsumer,
@@ -136,7 +163,18 @@ async def track(producer: Any, topic: str) -> None:
 
 
 class RecoveringConsumerThread(ShortFetchConsumerThread):
-    """faust's consumer thread, with the last stable offsets recovery needs (fix 10)."""
+    """faust's consumer thread, with the last stable offsets recovery needs (fix 10), and a
+    static member that leaves its group when it stops (fix 11)."""
+
+    async def on_thread_stop(self) -> None:
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        if coordinator is not None and coordinator._group_instance_id and coordinator.generation > 0:
+            try:  # after faust's last commit (the consumer's on_stop), before aiokafka's stop
+                await coordinator._send_req(LeaveGroupRequest(coordinator.group_id, coordinator.member_id))
+                self.log.info("left group %s as %s", coordinator.group_id, coordinator._group_instance_id)
+            except Exception as exc:  # best effort: the session timeout is the fallback
+                self.log.warning("could not leave group %s: %r", coordinator.group_id, exc)
+        await super().on_thread_stop()
 
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
         found = dict(await super()._highwaters(partitions))
@@ -198,6 +236,14 @@ class RoutedTransactionManager(TransactionManager):
             topic, key, value, partition, timestamp, headers, transactional_id=tid
         )
 
+    async def _stop_transactions(self, tids: Iterable[str]) -> None:
+        """On revocation faust drops a partition's producer with its transaction open; its
+        successor's fencing aborts it (counted as aborted here)."""
+        tids = list(tids)
+        open_ = sum(1 for tid in tids if tid in self.producer._transaction_producers)
+        metrics.TRANSACTIONS.labels(self.app.agent_name, "aborted").inc(open_)
+        await super()._stop_transactions(tids)
+
     async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
         async with self.app.processing:
             try:
@@ -205,6 +251,7 @@ class RoutedTransactionManager(TransactionManager):
                     self._commit(offsets, start_new_transaction), self.app.commit_timeout_s
                 )
             except asyncio.TimeoutError as exc:
+                metrics.TRANSACTIONS.labels(self.app.agent_name, "aborted").inc()
                 # a transaction that cannot commit blocks its partition for good: die, and let
                 # the supervisor's restart fence it (its writes are aborted, then redone)
                 self.log.error(
@@ -219,15 +266,28 @@ class RoutedTransactionManager(TransactionManager):
         await self.app.producer.buffer.flush()
         await self.app.flush_changelog()
         by_tid = group_by_transaction(offsets, self._transactional_id)
+        assigned, extra = self.app.consumer.assignment(), {}
+        for tp in self.app.take_dirty():  # outputs made outside any event: commit them too
+            if tp in assigned and tp not in offsets:
+                group = by_tid.setdefault(self._transactional_id(tp.topic, tp.partition), {})
+                new = self.app.consumer._new_offset(tp)  # with the events acked meanwhile
+                if new is not None:
+                    group[tp] = extra[tp] = new
         if not by_tid:
             return True
+        agent = self.app.agent_name
+        started = time.monotonic()
         try:
             await commit_transactions(self.producer, by_tid, self.app.conf.id, start_new_transaction)
         except ProducerFenced as exc:  # a successor owns our partitions: this worker is a zombie
             self.log.warning("fenced while committing: %r", exc)
+            metrics.TRANSACTIONS.labels(agent, "aborted").inc(len(by_tid))
             await self.app.crash(exc)
             return False
-        self.app.note_committed(offsets)
+        metrics.COMMIT_LATENCY.labels(agent).observe(time.monotonic() - started)
+        metrics.TRANSACTIONS.labels(agent, "committed").inc(len(by_tid))
+        self.app.consumer._committed_offset.update(extra)  # faust's own commits do this
+        self.app.note_committed({**offsets, **extra})
         self.app.forget_committed_topics()
         return True
 
@@ -295,9 +355,11 @@ class AgonApp(faust.App):
         commit_max_events: int = 500,
         commit_max_delay_s: float = 0.05,
         fetch_wait_s: float = 1.5,
+        agent_name: str = "",
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.agent_name = agent_name or self.conf.id  # the label of its metrics
         self.commit_timeout_s = commit_timeout_s
         self.commit_policy = CommitPolicy(commit_max_events, commit_max_delay_s)
         self.fetch_wait_s = fetch_wait_s
@@ -311,6 +373,37 @@ class AgonApp(faust.App):
         shorten_recovery_polls(self)
         #: held by a handler for a whole event, and by every commit
         self.processing = asyncio.Lock()
+        self._dirty: set[TP] = set()
+        self._committing_dirty = False
+
+    @contextlib.contextmanager
+    def in_partition_transaction(self, event: Any) -> Iterator[None]:
+        """Outside the stream (a background task), act as if handling ``event`` again: sends
+        and table writes join the transaction of its input partition, as the stream's do
+        (fix 12). Hold :attr:`processing` around it, and :meth:`commit_dirty` after."""
+        token = faust_streams._current_event.set(weakref.ref(event))
+        try:
+            yield
+        finally:
+            faust_streams._current_event.reset(token)
+            self._dirty.add(event.message.tp)
+
+    def take_dirty(self) -> set[TP]:
+        dirty, self._dirty = self._dirty, set()
+        return dirty
+
+    async def commit_dirty(self) -> None:
+        """Commit the transactions that :meth:`in_partition_transaction` wrote to: one commit
+        at a time, each taking every partition written to by then."""
+        if self._committing_dirty:
+            return  # the running one goes round again for what is written meanwhile
+        self._committing_dirty = True
+        try:
+            while self._dirty and self.in_transaction:
+                await asyncio.sleep(0)  # what finishes at the same moment joins this commit
+                await self.consumer.transactions.commit({}, start_new_transaction=True)
+        finally:
+            self._committing_dirty = False
 
     async def after_event(self, idle: bool) -> None:
         """An event is handled and acked: commit now if the policy says so (exactly-once only;

@@ -94,7 +94,8 @@ async def commit_transactions(
             txn = producer._transaction_producers.get(tid)
             if txn is None:
                 return  # the partition was revoked meanwhile: its events will be processed again
-            await txn.send_offsets_to_transaction(offsets, group_id)
+            if offsets:  # none: outputs made outside any event (AgonApp.in_partition_transaction)
+                await txn.send_offsets_to_transaction(offsets, group_id)
             await txn.commit_transaction()
             if start_new:
                 await txn.begin_transaction()

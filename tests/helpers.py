@@ -34,10 +34,15 @@ def wait_for(check: Callable[[], object], timeout_s: float, what: str, every_s: 
 
 @contextlib.contextmanager
 def running_fleet(
-    bootstrap: str, home: Path, agents: list[str] | None = None, workers: int = 1, **overrides: str
+    bootstrap: str,
+    home: Path,
+    agents: list[str] | None = None,
+    workers: int = 1,
+    autoscale: bool = False,
+    **overrides: str,
 ) -> Iterator[Settings]:
     """Start ``workers`` workers per agent (default: the roster) under a supervisor in a fresh
-    namespace; stop them all afterwards."""
+    namespace (``autoscale``: then sized by lag); stop them all afterwards."""
     env = {
         "AGON_HOME": str(home),
         "AGON_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
@@ -53,7 +58,7 @@ def running_fleet(
         settings = Settings()
         fleet = Fleet(settings)
         try:
-            fleet.up(agents, workers=workers, progress=lambda line: None)
+            fleet.up(agents, workers=workers, progress=lambda line: None, autoscale=autoscale)
             yield settings
         finally:
             fleet.down()
@@ -133,3 +138,52 @@ def topic_exists(settings: Settings, topic: str) -> bool:
 def restarts(settings: Settings) -> dict[str, int]:
     """Restarts per worker so far, as the supervisor counts them."""
     return {w.name: w.restarts for w in Fleet(settings).workers()}
+
+
+def kafka_describe(bootstrap: str, group: str) -> dict[tuple[str, int], dict[str, str]]:
+    """The rows Apache Kafka's ConsumerGroupCommand (kafka-consumer-groups) prints for ``group``,
+    run from the local broker's jars (skips when the broker came from elsewhere)."""
+    import subprocess
+
+    from conftest import test_settings  # conftest imports this module: not at its top
+
+    from agon.errors import BrokerError
+    from agon.settings import REPO_ROOT
+    from agon.streams.local.broker import LocalBroker
+
+    broker = LocalBroker(test_settings(REPO_ROOT / ".agon-test"))
+    if not broker.has_jars():
+        pytest.skip(
+            f"no Kafka jars under {broker.libs} (the broker came from elsewhere) to run kafka-consumer-groups"
+        )
+    try:
+        java = broker.java()
+    except BrokerError as exc:
+        pytest.skip(f"kafka-consumer-groups needs Java: {exc}")
+    proc = subprocess.run(
+        [java, "-cp", str(broker.libs / "*"), "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"]
+        + ["--bootstrap-server", bootstrap, "--describe", "--group", group],
+        capture_output=True,
+        text=True,
+        timeout=40,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [line.split() for line in proc.stdout.splitlines() if line.strip()]
+    header = next(cells for cells in lines if cells[:2] == ["GROUP", "TOPIC"])
+    assert header == [
+        "GROUP",
+        "TOPIC",
+        "PARTITION",
+        "CURRENT-OFFSET",
+        "LOG-END-OFFSET",
+        "LAG",
+        "CONSUMER-ID",
+        "HOST",
+        "CLIENT-ID",
+    ]
+    found = {}
+    for cells in lines:
+        if cells[0] == group and len(cells) == len(header):
+            row = dict(zip(header, cells, strict=True))
+            found[(row["TOPIC"], int(row["PARTITION"]))] = row
+    return found

@@ -31,6 +31,7 @@ def test_the_numbers_in_the_readme_are_the_code_s() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
     defaults = Settings.model_construct().worker  # defaults only, not this environment
     llm = Settings.model_construct().llm
+    scale = Settings.model_construct().autoscale
     backoff = Backoff()
     for claim in (
         f"back-off {backoff.base_s:g} s × 2^k, at most {backoff.cap_s:g} s",
@@ -48,6 +49,11 @@ def test_the_numbers_in_the_readme_are_the_code_s() -> None:
         f"`AGON_WORKER_COMMIT_MAX_DELAY_S` ({defaults.commit_max_delay_s:g} s)",
         f"`AGON_WORKER_FETCH_WAIT_S` ({defaults.fetch_wait_s:g} s)",
         f"at {LLM_CALL_BYTES // 2**20} MiB a call, between 64 and {MAX_LLM_SLOTS}",
+        f"`AGON_AUTOSCALE_POLLING_INTERVAL_S` ({scale.polling_interval_s:g} s)",
+        f"`AGON_AUTOSCALE_LAG_THRESHOLD` ({scale.lag_threshold})",
+        f"`AGON_AUTOSCALE_MIN_REPLICA_COUNT` ({scale.min_replica_count})",
+        f"`AGON_AUTOSCALE_SCALE_DOWN_STABILIZATION_S` ({scale.scale_down_stabilization_s:g} s)",
+        f"`AGON_WORKER_DRAIN_TIMEOUT_S`, {defaults.drain_timeout_s:g} s",
     ):
         assert claim in " ".join(readme.split())
 

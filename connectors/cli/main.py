@@ -21,7 +21,9 @@ examples:
   agon debate "AI's impact on the job market is positive"
   agon tail 20261124-101500-ab12cd          follow any debate from its beginning
   echo '{"motion": "Cats beat dogs", "rounds": 2}' | agon request
-  agon status ; agon down
+  agon status ; agon lag ; agon down
+  agon up --autoscale                       worker counts follow inbox lag (KEDA's rule)
+  agon probe --every 60                     a synthetic user, for the SLO alerts
 
 settings come from the environment, e.g. AGON_HOME (default .agon), AGON_KAFKA_BOOTSTRAP
 (default 127.0.0.1:9092), AGON_LLM_BACKEND (offline | ollama), AGON_LLM_MODEL.
@@ -48,12 +50,36 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         metavar="N",
-        help="workers per agent (default 1), each with its own data directory; the "
-        "supervisor restarts any that dies, and a second `up` starts only what is missing",
+        help="workers per agent (default 1; with --autoscale, where it starts), each with its "
+        "own data directory; the supervisor restarts any that dies, and a second `up` starts "
+        "only what is missing",
+    )
+    u.add_argument(
+        "--autoscale",
+        action="store_true",
+        help="let the supervisor set each agent's worker count from its inbox lag, by KEDA's "
+        "rule: clamp(ceil(lag / lag_threshold), min, min(max, partitions)), set by "
+        "AGON_AUTOSCALE_LAG_THRESHOLD, _MIN_REPLICA_COUNT, _MAX_REPLICA_COUNT, _POLLING_INTERVAL_S "
+        "and _SCALE_DOWN_STABILIZATION_S (agon/settings.py). Decisions go to the supervisor's log "
+        "and its /metrics. A later `up` without it fixes the counts again",
     )
     d = sub.add_parser("down", help="stop the supervisor, the agents' workers and the broker agon started")
     d.add_argument("--keep-broker", action="store_true", help="leave the broker running")
     sub.add_parser("status", help="what runs: broker, supervisor and each worker")
+    from agon.connectors.cli.lag import add_parser as add_lag_parser
+
+    add_lag_parser(sub)
+
+    pr = sub.add_parser(
+        "probe",
+        help="the synthetic probe: a short debate now and then, as a user would; its outcome "
+        "and duration on /metrics (agon_probe_*), where Prometheus finds it via the supervisor",
+    )
+    pr.add_argument("--every", type=float, default=60.0, metavar="S", help="seconds between probes (60)")
+    pr.add_argument("--once", action="store_true", help="one probe; exit 0 if it ended normally, else 1")
+    pr.add_argument("--rounds", type=int, default=1, help="rounds of a probe debate (1)")
+    pr.add_argument("--timeout", type=float, default=60.0, metavar="S", help="a probe fails after this (60)")
+    pr.add_argument("--port", type=int, default=0, help="its /metrics port (default: a free one)")
 
     w = sub.add_parser("worker", help="run one agent's worker in the foreground")
     w.add_argument("agent", help="an agent of the roster, e.g. moderator, team-a, team-b")
@@ -132,7 +158,7 @@ def cmd_up(args: argparse.Namespace, settings: Any) -> int:
     broker = LocalBroker(settings)
     if settings.kafka.bootstrap == broker.bootstrap:
         _err(broker.up(progress=_err).detail)
-    workers = Fleet(settings).up(workers=args.workers, progress=_err)
+    workers = Fleet(settings).up(workers=args.workers, progress=_err, autoscale=args.autoscale)
     _err(f"{len(workers)} workers ready: " + ", ".join(w.name for w in workers))
     return 0
 
@@ -166,6 +192,18 @@ def cmd_status(args: argparse.Namespace, settings: Any) -> int:
     for w in workers:
         print(f"{w.name:<{width}} {w.describe()}, log {w.log}")
     return 0 if broker.reachable else 3
+
+
+def cmd_probe(args: argparse.Namespace, settings: Any) -> int:
+    from agon.connectors.probe import run_probes
+
+    if args.every <= 0 or args.timeout <= 0 or args.rounds < 1:
+        print("agon: --every and --timeout must be above 0, --rounds 1 or more", file=sys.stderr)
+        return 2
+    failed = run_probes(
+        settings, args.every, args.rounds, args.timeout, args.port, report=_err, runs=1 if args.once else None
+    )
+    return 1 if failed else 0
 
 
 def cmd_worker(args: argparse.Namespace, settings: Any) -> int:
@@ -275,6 +313,12 @@ def _follow(settings: Any, debate_id: str, as_json: bool, wait_s: float = 120.0)
     return 0 if ended and ended["reason"] in ("ROUNDS", "UNPRODUCTIVE", "BUDGET") else 4
 
 
+def cmd_lag(args: argparse.Namespace, settings: Any) -> int:
+    from agon.connectors.cli.lag import cmd_lag as lag
+
+    return lag(args, settings)
+
+
 def _err(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -285,7 +329,9 @@ COMMANDS = {
     "down": cmd_down,
     "status": cmd_status,
     "worker": cmd_worker,
+    "probe": cmd_probe,
     "debate": cmd_debate,
     "tail": cmd_tail,
     "request": cmd_request,
+    "lag": cmd_lag,
 }

@@ -46,6 +46,9 @@ class FleetFiles:
         self.supervisor_pid = self.run_dir / "supervisor.pid"
         self.supervisor_log = self.log_dir / "supervisor.log"
         self.lock = self.run_dir / "supervisor.lock"
+        #: Prometheus file_sd targets: every live worker's (and the supervisor's) /metrics
+        self.targets = self.run_dir / "targets.json"
+        self.probe_dir = self.run_dir / "probe"  # where `agon probe` announces its /metrics
 
     def pid_file(self, agent: str, index: int) -> Path:
         return self.run_dir / f"{agent}-{index}.pid"
@@ -64,8 +67,16 @@ class FleetFiles:
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
 
-    def write_desired(self, workers: dict[str, int]) -> None:
-        write_atomically(self.desired, json.dumps({"workers": workers}, indent=2) + "\n")
+    def autoscale(self) -> bool:
+        """Whether fleet.json hands the worker counts to the supervisor's autoscaler."""
+        try:
+            return json.loads(self.desired.read_text()).get("autoscale") is True
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def write_desired(self, workers: dict[str, int], autoscale: bool = False) -> None:
+        text = json.dumps({"workers": workers, "autoscale": autoscale}, indent=2) + "\n"
+        write_atomically(self.desired, text)
 
     def read_state(self) -> dict[str, Any]:
         try:

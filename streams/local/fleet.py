@@ -28,6 +28,7 @@ from agon.streams.local.files import (
     settings_fingerprint,
     stop_signal,
 )
+from agon.streams.metrics import announced
 
 __all__ = ["Fleet", "WorkerProc"]
 
@@ -47,6 +48,7 @@ class WorkerProc:
     ready: bool = False  # logged READY_MARK since its current run started
     last_exit: int | None = None  # Popen's return code of its previous run
     retry_at: float | None = None  # wall clock of its next start while it is down
+    metrics_url: str | None = None  # where its current run serves /metrics
 
     @property
     def name(self) -> str:
@@ -66,6 +68,8 @@ class WorkerProc:
             state += f", {self.restarts} restart{'s' if self.restarts > 1 else ''}"
         if self.last_exit is not None:
             state += f", last exit {describe_exit(self.last_exit)}"
+        if self.metrics_url:
+            state += f", metrics {self.metrics_url}"
         return state
 
 
@@ -119,6 +123,7 @@ class Fleet:
             started_at=slot.get("started_at") if current else None,
             ready=bool(current and slot.get("ready_at")),
             retry_at=slot.get("retry_at") if pid is None else None,
+            metrics_url=announced(self.settings.worker_dir(agent, index), pid) if pid else None,
         )
 
     def workers(self, agents: Iterable[str] | None = None) -> list[WorkerProc]:
@@ -136,10 +141,12 @@ class Fleet:
         workers: int = 1,
         wait_s: float = 90.0,
         progress: Callable[[str], None] = print,
+        autoscale: bool = False,
     ) -> list[WorkerProc]:
         """Want ``workers`` workers of each of ``agents`` (default: the roster; other agents keep
         what they had), start the supervisor if none runs, and wait until every wanted worker
-        has said it is ready. Workers that already run are left alone."""
+        has said it is ready. Workers that already run are left alone. With ``autoscale`` the
+        supervisor then sets the counts from lag (``workers`` is where it starts)."""
         names = self.roster if agents is None else list(agents)
         unknown = [a for a in names if a not in self.roster]
         if unknown:
@@ -153,9 +160,9 @@ class Fleet:
         got = self.files.read_desired() or {}
         desired = {a: got[a] for a in self.roster if a in got}
         desired.update(dict.fromkeys(names, workers))
-        self.files.write_desired(desired)
+        self.files.write_desired(desired, autoscale=autoscale)
         supervisor = self._ensure_supervisor(progress)
-        self._wait_ready(supervisor, desired, running, wait_s, progress)
+        self._wait_ready(supervisor, desired, running, wait_s, progress, autoscale)
         return self.workers(names)
 
     def _ensure_supervisor(self, progress: Callable[[str], None]) -> int:
@@ -197,6 +204,7 @@ class Fleet:
         running: dict[str, int | None],
         wait_s: float,
         progress: Callable[[str], None],
+        autoscale: bool,
     ) -> None:
         announced: set[str] = set()
         pending: list[tuple[str, Path]] = []
@@ -205,7 +213,7 @@ class Fleet:
             nonlocal pending
             if not alive(supervisor):
                 raise AgonError(f"the supervisor (pid {supervisor}) exited; see {self.files.supervisor_log}")
-            pending = self._pending(supervisor, desired, running, announced, progress)
+            pending = self._pending(supervisor, desired, running, announced, progress, autoscale)
             return not pending
 
         if not wait_until(ready, wait_s, every_s=0.2):
@@ -219,6 +227,7 @@ class Fleet:
         running: dict[str, int | None],
         announced: set[str],
         progress: Callable[[str], None],
+        autoscale: bool = False,
     ) -> list[tuple[str, Path]]:
         """What is not yet as wanted, per the supervisor's state file, each with the log to read;
         raises when a worker keeps dying."""
@@ -237,7 +246,11 @@ class Fleet:
                 f"note: the supervisor (pid {supervisor}) and its workers run with other settings "
                 "than these; `agon down` first to apply them"
             )
-        if any(state.get("desired", {}).get(a, 0) != n for a, n in desired.items()):
+        if autoscale:  # the autoscaler may have changed the counts already: wait for its own
+            if state.get("autoscale") is not True:
+                return [(f"the supervisor (pid {supervisor})", self.files.supervisor_log)]
+            desired = {a: state.get("desired", {}).get(a, n) for a, n in desired.items()}
+        elif any(state.get("desired", {}).get(a, 0) != n for a, n in desired.items()):
             return [(f"the supervisor (pid {supervisor})", self.files.supervisor_log)]  # fleet.json unread
         pending = []
         slots = state.get("slots", {})

@@ -26,6 +26,8 @@ from agon import procs
 from agon.deadline import wait_until
 from agon.files import read_pid, write_atomically
 from agon.settings import Settings
+from agon.streams import metrics
+from agon.streams.local.autoscaler import Autoscaler
 from agon.streams.local.files import (
     READY_MARK,
     FleetFiles,
@@ -103,6 +105,7 @@ class Supervisor:
         backoff: Callable[[], Backoff] = Backoff,
         command: Callable[[str, int], list[str]] = worker_command,
     ) -> None:
+        self.settings = settings
         self.files = FleetFiles(settings)
         self.roster = [a.name for a in settings.agents]
         self.fingerprint = settings_fingerprint(settings)
@@ -116,6 +119,8 @@ class Supervisor:
         self.started_at = time.time()
         self._ignored: set[str] = set()
         self._last_state = ""
+        self._last_targets = ""
+        self.autoscaler: Autoscaler | None = None
 
     # the loop
 
@@ -129,6 +134,7 @@ class Supervisor:
             log.info("another supervisor runs for %s; leaving it be", self.files.run_dir)
             return 0
         write_atomically(self.files.supervisor_pid, str(os.getpid()))
+        metrics.announce(self.files.run_dir, metrics.serve(0))  # the autoscaler's metrics
         log.info("supervisor %d started for %s", os.getpid(), self.files.run_dir)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
@@ -141,8 +147,11 @@ class Supervisor:
                     log.exception("supervisor step failed; trying again")
                 time.sleep(self.tick_s)
         finally:
+            if self.autoscaler is not None:
+                self.autoscaler.stop()
             self.stop_all()
             self.write_state(stopped=True)
+            self.write_targets()
             if read_pid(self.files.supervisor_pid) == os.getpid():
                 self.files.supervisor_pid.unlink(missing_ok=True)
             log.info("supervisor %d stopped", os.getpid())
@@ -156,10 +165,38 @@ class Supervisor:
     def step(self) -> None:
         now = time.monotonic()
         self.desired = self.read_desired()
+        self.autoscale(now)
         self.reap(now)
         self.scale(now)
         self.scan_ready()
         self.write_state()
+        self.write_targets()
+
+    def autoscale(self, now: float) -> None:
+        """With ``"autoscale": true`` in fleet.json, set the worker counts from inbox lag."""
+        if not self.files.autoscale():
+            if self.autoscaler is not None:
+                log.info("autoscaling off: worker counts stay as fleet.json says")
+                self.autoscaler.stop()
+                self.autoscaler = None
+            return
+        if self.autoscaler is None:
+            log.info("autoscaling on: %s", self.settings.autoscale.model_dump())
+            self.autoscaler = Autoscaler(self.settings)
+        busy = {
+            s.agent
+            for s in self.slots.values()
+            if s.stopping_since is not None or s.pid is None or s.ready_at is None
+        }
+        busy |= {a for a, n in self.desired.items() if sum(s.agent == a for s in self.slots.values()) < n}
+        decisions = self.autoscaler.decide(self.desired, now, busy)
+        for decision in decisions:
+            log.info("autoscale %s", decision.describe())
+            self.desired[decision.agent] = decision.target
+        if decisions:
+            self.files.write_desired(self.desired, autoscale=True)
+        for agent, n in self.desired.items():
+            metrics.WORKERS.labels(agent).set(n)
 
     def read_desired(self) -> dict[str, int]:
         got = self.files.read_desired()
@@ -331,6 +368,28 @@ class Supervisor:
 
     # what others read
 
+    def write_targets(self) -> None:
+        """Prometheus file_sd targets: every worker that announced its /metrics, and ours."""
+        found = [
+            ("supervisor", metrics.announced(self.files.run_dir, os.getpid())),
+            ("probe", metrics.announced(self.files.probe_dir)),  # `agon probe`, while it runs
+        ]
+        for s in sorted(self.slots.values(), key=lambda s: (s.agent, s.index)):
+            if s.pid is not None:
+                found.append((s.name, metrics.announced(self.settings.worker_dir(s.agent, s.index), s.pid)))
+        targets = [
+            {
+                "targets": [url.split("/")[2]],
+                "labels": {"slot": name, "namespace": self.settings.namespace},
+            }
+            for name, url in found
+            if url
+        ]
+        text = json.dumps(targets, indent=2) + "\n"
+        if text != self._last_targets:
+            write_atomically(self.files.targets, text)
+            self._last_targets = text
+
     def write_state(self, stopped: bool = False) -> None:
         slots = {
             s.name: {
@@ -355,6 +414,8 @@ class Supervisor:
             "settings": self.fingerprint,
             "roster": self.roster,
             "desired": self.desired,
+            "autoscale": self.autoscaler is not None,
+            "autoscaler": self.autoscaler.last if self.autoscaler is not None else None,
             "slots": slots,
         }
         text = json.dumps(state, indent=2) + "\n"
