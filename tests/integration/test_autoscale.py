@@ -101,6 +101,7 @@ def test_a_backlog_scales_its_agent_out_and_back_in(kafka_bootstrap, tmp_path):
 
         # the lag rose under the burst and drained; it is what Kafka's own tool says
         assert lag_seen["team-a"] > 4, lag_seen
+
         def drained():  # the last rebalance's Resume markers, read by the one worker left
             rows = read_lag(settings, ["team-a"])
             return rows if pending_by_agent(rows) == {"team-a": 0} else None
