@@ -17,14 +17,11 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import time
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
     ConsumerGroupTopicPartitions,
     IsolationLevel,
     KafkaError,
@@ -37,10 +34,11 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 from agon.errors import BrokerError
 from agon.schemas.topics import Topics
 from agon.settings import AgentSpec, Settings
+from agon.streams.pending import Key as _Key
+from agon.streams.pending import PendingCounter
 
 __all__ = ["LagReader", "PartitionLag", "pending_by_agent", "read_lag"]
 
-_Key = tuple[str, int]  # (topic, partition)
 
 # librdkafka's own log lines (a refused connection, every few ms while the broker is down) go
 # to this logger, where the application's logging puts them, instead of straight to stderr
@@ -114,9 +112,8 @@ class LagReader:
         self.timeout_s = timeout_s
         self.topics = Topics(settings.namespace)
         self._admin = AdminClient(settings.kafka.client_config(logger=log))
-        #: the counting consumer's group: librdkafka wants one, the reader never joins or commits it
-        self.group_id = f"{settings.namespace}-lag-reader-{uuid.uuid4().hex[:8]}"
-        self._consumer: Consumer | None = None
+        self._counter = PendingCounter(settings)
+        self.group_id = self._counter.group_id
 
     def __enter__(self) -> LagReader:
         return self
@@ -125,9 +122,7 @@ class LagReader:
         self.close()
 
     def close(self) -> None:
-        if self._consumer is not None:
-            consumer, self._consumer = self._consumer, None
-            consumer.close()
+        self._counter.close()
 
     def read(
         self, agents: Iterable[str] | None = None, *, count_pending: bool = True, limit: int = 10_000
@@ -181,7 +176,7 @@ class LagReader:
                 for k in ks
                 if k in stable_end and k[0] in sources[agent]
             }
-            counted = self._count(todo, limit, deadline)
+            counted = self._counter.count(todo, limit, deadline)
 
         rows = []
         for agent, group in groups.items():
@@ -319,99 +314,6 @@ class LagReader:
                 )
             time.sleep(_RETRY_S)
 
-    # -- counting what a read_committed reader would still receive -----------------------
-    def _count(
-        self, todo: dict[tuple[str, _Key], tuple[int | None, int]], limit: int, deadline: float
-    ) -> dict[tuple[str, _Key], tuple[int, bool]]:
-        """(pending, capped) per (group, partition): data records from the committed offset (the
-        beginning when none: agon's workers reset to earliest) up to the last stable offset.
-
-        Several groups may start at different offsets on one partition: each (group, partition)
-        is read on its own pass, the partitions of one pass together.
-        """
-        done: dict[tuple[str, _Key], tuple[int, bool]] = {}
-        passes: list[dict[_Key, tuple[str, int | None, int]]] = []
-        for (group, key), (start, end) in todo.items():
-            if end <= 0 or (start is not None and start >= end):
-                done[(group, key)] = (0, False)  # nothing a read_committed reader could get
-                continue
-            for batch in passes:
-                if key not in batch:
-                    batch[key] = (group, start, end)
-                    break
-            else:
-                passes.append({key: (group, start, end)})
-        for batch in passes:
-            for key, (count, capped) in self._count_pass(batch, limit, deadline).items():
-                done[(batch[key][0], key)] = (count, capped)
-        return done
-
-    def _count_pass(
-        self, batch: dict[_Key, tuple[str, int | None, int]], limit: int, deadline: float
-    ) -> dict[_Key, tuple[int, bool]]:
-        consumer = self._counting_consumer()
-        counts = dict.fromkeys(batch, 0)
-        open_ = set(batch)  # not at the last stable offset yet
-        capped: set[_Key] = set()
-        consumer.incremental_assign(
-            [
-                TopicPartition(t, p, OFFSET_BEGINNING if start is None else start)
-                for (t, p), (_, start, _) in batch.items()
-            ]
-        )
-        try:
-            while open_ and time.monotonic() < deadline:
-                for msg in _next_messages(consumer, deadline):
-                    error = msg.error()
-                    if error is not None and error.fatal():
-                        raise BrokerError(f"the lag reader's consumer failed: {error.str()}")
-                    key = (msg.topic(), msg.partition())
-                    if key not in open_:
-                        # a partition counted already, or the client's own news (a dropped
-                        # connection it restores): the deadline bounds the wait
-                        continue
-                    end = batch[key][2]
-                    if error is not None:
-                        if error.code() == KafkaError._PARTITION_EOF:
-                            if msg.offset() >= end:  # at the last stable offset the admin read, or past it
-                                open_.discard(key)
-                        elif not error.retriable():
-                            raise BrokerError(
-                                f"cannot count pending records on {key[0]}[{key[1]}]: {error.str()}"
-                            )
-                        continue
-                    if msg.offset() < end:
-                        counts[key] += 1
-                    if msg.offset() >= end - 1:
-                        open_.discard(key)
-                    elif counts[key] >= limit:
-                        open_.discard(key)
-                        capped.add(key)
-        finally:
-            assigned = consumer.assignment()
-            if assigned:
-                consumer.incremental_unassign(assigned)
-        return {key: (counts[key], key in open_ or key in capped) for key in batch}
-
-    def _counting_consumer(self) -> Consumer:
-        """A read_committed consumer of a throwaway group it never commits (it only assigns)."""
-        if self._consumer is None:
-            self._consumer = Consumer(
-                self.settings.kafka.client_config(
-                    logger=log,
-                    **{
-                        "group.id": self.group_id,
-                        "isolation.level": "read_committed",
-                        "enable.partition.eof": True,
-                        "enable.auto.commit": False,
-                        "enable.auto.offset.store": False,
-                        "auto.offset.reset": "earliest",  # what agon's workers do with no offset
-                        "fetch.wait.max.ms": 10,  # the partition EOF comes with an empty fetch
-                    },
-                )
-            )
-        return self._consumer
-
 
 _UNKNOWN_TOPIC = KafkaError.UNKNOWN_TOPIC_OR_PART
 # a partition's leader is not known or not ready yet (a topic just created, a leader moving)
@@ -424,13 +326,6 @@ _NO_LEADER = {
     KafkaError.FENCED_LEADER_EPOCH,
 }
 _RETRY_S = 0.05  # before asking again for offsets the broker could not give yet (no leader)
-
-
-def _next_messages(consumer: Consumer, deadline: float) -> list[Any]:
-    """The messages ready now, waiting (until the deadline) only for the first one: ``consume``
-    alone waits out its whole timeout unless its batch fills."""
-    first = consumer.poll(min(0.1, max(deadline - time.monotonic(), 0.0)))
-    return [] if first is None else [first, *consumer.consume(500, timeout=0)]
 
 
 def _code(exc: KafkaException) -> int:
