@@ -6,7 +6,7 @@ import faust
 
 from agon.settings import Settings
 from agon.streams.admin import ensure_agon_topics, ensure_topics
-from agon.streams.eos import discard_local_tables
+from agon.streams.takeover import discard_local_tables
 
 __all__ = ["changelog_config", "run_worker"]
 

@@ -61,18 +61,17 @@ class FleetFiles:
 
     def read_desired(self) -> dict[str, int] | None:
         """Workers wanted per agent, or None when there is no readable fleet.json."""
-        try:
-            workers = json.loads(self.desired.read_text())["workers"]
-            return {str(agent): max(0, int(n)) for agent, n in workers.items()}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return None
+        return self.read_fleet()[0]
 
-    def autoscale(self) -> bool:
-        """Whether fleet.json hands the worker counts to the supervisor's autoscaler."""
+    def read_fleet(self) -> tuple[dict[str, int] | None, bool]:
+        """fleet.json read once: (workers wanted per agent, or None when it is not readable;
+        whether it hands the counts to the supervisor's autoscaler)."""
         try:
-            return json.loads(self.desired.read_text()).get("autoscale") is True
-        except (OSError, ValueError, AttributeError):
-            return False
+            fleet = json.loads(self.desired.read_text())
+            workers = {str(agent): max(0, int(n)) for agent, n in fleet["workers"].items()}
+            return workers, fleet.get("autoscale") is True
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None, False
 
     def write_desired(self, workers: dict[str, int], autoscale: bool = False) -> None:
         text = json.dumps({"workers": workers, "autoscale": autoscale}, indent=2) + "\n"

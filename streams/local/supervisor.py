@@ -19,7 +19,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from agon import procs
@@ -37,6 +36,7 @@ from agon.streams.local.files import (
     stop_signal,
     worker_command,
 )
+from agon.streams.local.slots import Backoff, Slot
 
 __all__ = ["Backoff", "Supervisor", "main"]
 
@@ -44,55 +44,7 @@ START_MARK = "--- agon supervisor: starting "  # written into a worker's log bef
 
 log = logging.getLogger("agon.supervisor")
 
-
-@dataclass
-class Backoff:
-    """Delay before restarting a worker: ``base_s`` × 2^k after k consecutive short runs,
-    at most ``cap_s``; a run of ``reset_after_s`` or more clears the streak."""
-
-    base_s: float = 0.2  # a killed worker's partitions wait for its restart: be quick
-    cap_s: float = 30.0
-    reset_after_s: float = 15.0  # a worker that served this long was not crash-looping
-    streak: int = 0
-
-    def after_exit(self, uptime_s: float) -> float:
-        if uptime_s >= self.reset_after_s:
-            self.streak = 0
-        delay = min(self.cap_s, self.base_s * 2 ** min(self.streak, 32))
-        self.streak += 1
-        return delay
-
-
-@dataclass
-class Slot:
-    """One wanted worker, ``agent-index``, across its restarts."""
-
-    agent: str
-    index: int
-    backoff: Backoff
-    proc: subprocess.Popen | None = None
-    pid: int | None = None  # proc's pid, or the pid of a worker adopted from an earlier supervisor
-    started_at: float | None = None  # wall clock of the current run
-    started_mono: float = 0.0
-    scanned: int = 0  # how far the log was searched for READY_MARK
-    ready_at: float | None = None
-    runs: int = 0
-    last_exit: int | None = None
-    retry_at: float = 0.0  # monotonic: not started again before this
-    retry_at_wall: float | None = None  # the same, for readers of supervisor.json
-    stopping_since: float | None = None
-    last_pid: int | None = None
-
-    @property
-    def name(self) -> str:
-        return f"{self.agent}-{self.index}"
-
-    def exit_code(self) -> tuple[bool, int | None]:
-        """(ended, code): Popen reaps our children; adopted ones are only watched."""
-        if self.proc is not None:
-            code = self.proc.poll()
-            return code is not None, code
-        return not procs.alive(self.pid), None
+TARGETS_EVERY_S = 1.0  # how often the Prometheus targets file is brought up to date
 
 
 class Supervisor:
@@ -121,6 +73,8 @@ class Supervisor:
         self._last_state = ""
         self._last_targets = ""
         self.autoscaler: Autoscaler | None = None
+        self._autoscale = False  # fleet.json's "autoscale", as last read
+        self._targets_at = 0.0
 
     # the loop
 
@@ -170,11 +124,13 @@ class Supervisor:
         self.scale(now)
         self.scan_ready()
         self.write_state()
-        self.write_targets()
+        if now - self._targets_at >= TARGETS_EVERY_S:
+            self._targets_at = now
+            self.write_targets()
 
     def autoscale(self, now: float) -> None:
         """With ``"autoscale": true`` in fleet.json, set the worker counts from inbox lag."""
-        if not self.files.autoscale():
+        if not self._autoscale:
             if self.autoscaler is not None:
                 log.info("autoscaling off: worker counts stay as fleet.json says")
                 self.autoscaler.stop()
@@ -199,9 +155,10 @@ class Supervisor:
             metrics.WORKERS.labels(agent).set(n)
 
     def read_desired(self) -> dict[str, int]:
-        got = self.files.read_desired()
+        got, autoscale = self.files.read_fleet()
         if got is None:
             return self.desired  # missing or being replaced: keep what we had
+        self._autoscale = autoscale
         unknown = set(got) - set(self.roster)
         for agent in unknown - self._ignored:
             log.warning("fleet.json names %r, which is not in this supervisor's roster; ignored", agent)

@@ -12,7 +12,7 @@ import faust.transport.consumer
 import faust.transport.drivers.aiokafka as faust_aiokafka
 import pytest
 
-from agon.streams import eos
+from agon.streams import eos, takeover
 
 PROVEN = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
 
@@ -27,7 +27,10 @@ def test_the_installed_release_is_the_one_eos_was_proven_against(package):
 
 def test_recovery_still_polls_with_the_five_second_timeout_that_fix_4_shortens():
     source = "".join(inspect.getsource(faust.tables.recovery).split())
-    assert f"awaitasyncio.wait_for(changelog_queue.get(),timeout={eos._FAUST_RECOVERY_IDLE_POLL_S})" in source
+    assert (
+        f"awaitasyncio.wait_for(changelog_queue.get(),timeout={takeover._FAUST_RECOVERY_IDLE_POLL_S})"
+        in source
+    )
 
 
 def test_the_transaction_manager_hooks_fixes_1_to_3_override_still_exist():

@@ -18,7 +18,7 @@ from confluent_kafka import Producer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 from agon.streams.admin import ensure_topics
-from agon.streams.eos import RecoveringConsumerThread
+from agon.streams.takeover import RecoveringConsumerThread
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from agon.streams import eos
+from agon.streams import takeover as eos
 
 TP_A, TP_B = ("changelog", 0), ("changelog", 1)
 
