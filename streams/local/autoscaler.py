@@ -3,24 +3,29 @@ turns it into worker counts with :class:`agon.streams.autoscale.Scaler`."""
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
 import threading
 import time
 
-from agon.errors import AgonError
 from agon.settings import Settings
 from agon.streams import metrics
 from agon.streams.autoscale import Decision, Scaler
-from agon.streams.lag import LagReader, pending_by_agent
+from agon.streams.local.files import describe_exit
 
 __all__ = ["Autoscaler"]
 
 log = logging.getLogger("agon.autoscaler")
+LAGWATCH = "agon.streams.local.lagwatch"
 
 
 class Autoscaler:
-    """A thread polls lag every ``polling_interval_s`` (a slow or absent broker must not hold
-    up the supervisor's restarts); :meth:`decide` turns the newest reading into decisions."""
+    """A thread follows a child process that reads lag every ``polling_interval_s`` (a slow
+    or absent broker must not hold up the supervisor's restarts, and a crash in librdkafka
+    must not end the supervisor: streams/local/lagwatch.py); :meth:`decide` turns the newest
+    reading into decisions."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -30,49 +35,61 @@ class Autoscaler:
         #: the newest reading and when it was taken (wall clock), for supervisor.json
         self.last: dict[str, object] = {}
         self._lock = threading.Lock()
+        self._child: subprocess.Popen | None = None
+        self.crashes = 0  # lag reader children that died under us
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="agon-autoscaler", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        child = self._child
+        if child is not None and child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
         self._thread.join(timeout=15)
 
     def _poll(self) -> None:
-        reader = LagReader(self.settings)
+        """Read the lag child's lines; start another child when one dies."""
         failing = False
         partitions = self.settings.kafka.partitions
         # enough to tell "every worker it may have is busy": more changes nothing
         limit = self.policy.lag_threshold * (self.policy.max_replica_count or partitions)
-        try:
-            while not self._stop.is_set():
-                started = time.monotonic()
-                try:
-                    rows = reader.read(limit=limit)
-                except AgonError as exc:
+        cmd = [sys.executable, "-m", LAGWATCH, "--every", str(self.policy.polling_interval_s)]
+        cmd += ["--limit", str(limit)]
+        while not self._stop.is_set():
+            # its stderr is the supervisor's: a crash's stack lands in the supervisor's log
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+            self._child = proc
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                line = json.loads(raw)
+                if "error" in line:
                     if not failing:
-                        log.warning("cannot read lag (%s); keeping worker counts as they are", exc)
+                        log.warning("cannot read lag (%s); keeping worker counts as they are", line["error"])
                     failing = True
-                else:
-                    if failing:
-                        log.info("reading lag again")
-                    failing = False
-                    rows = [row for row in rows if row.source]  # changelogs are no backlog
-                    pending = pending_by_agent(rows)
-                    spread: dict[str, int] = {}
-                    for row in rows:
-                        spread[row.agent] = max(spread.get(row.agent, 0), row.partition + 1)
-                    reading = {a: (pending.get(a, 0), spread.get(a, partitions)) for a in spread}
-                    with self._lock:
-                        self._reading = reading
-                    self.last = {
-                        "read_at": time.time(),
-                        "read_s": round(time.monotonic() - started, 3),
-                        "lag": {a: lag for a, (lag, _) in reading.items()},
-                    }
-                self._stop.wait(max(0.0, self.policy.polling_interval_s - (time.monotonic() - started)))
-        finally:
-            reader.close()
+                    continue
+                if failing:
+                    log.info("reading lag again")
+                failing = False
+                reading = {a: (lag, n) for a, (lag, n) in line["lag"].items()}
+                with self._lock:
+                    self._reading = reading
+                self.last = {
+                    "read_at": time.time(),
+                    "read_s": line["read_s"],
+                    "lag": {a: lag for a, (lag, _) in reading.items()},
+                }
+            code = proc.wait()
+            if not self._stop.is_set():
+                self.crashes += 1
+                log.warning(
+                    "the lag reader (pid %d) exited (%s); starting another", proc.pid, describe_exit(code)
+                )
+                self._stop.wait(1.0)
 
     def decide(self, desired: dict[str, int], now: float, busy: set[str] = frozenset()) -> list[Decision]:
         """Decisions for the agents of ``desired`` from the reading not yet used (none if

@@ -10,6 +10,7 @@ Run it as ``python -m agon.streams.local.supervisor`` (what ``Fleet.up`` does).
 
 from __future__ import annotations
 
+import faulthandler
 import fcntl
 import json
 import logging
@@ -384,6 +385,7 @@ class Supervisor:
 def main() -> int:
     from pydantic import ValidationError
 
+    faulthandler.enable()  # a crash in a C library (librdkafka) leaves its stack in the log
     logging.basicConfig(
         stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

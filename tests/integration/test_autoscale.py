@@ -107,12 +107,49 @@ def test_a_backlog_scales_its_agent_out_and_back_in(kafka_bootstrap, tmp_path):
             return rows if pending_by_agent(rows) == {"team-a": 0} else None
 
         rows = wait_for(drained, 30, "team-a's inbox to drain")
-        tool = kafka_describe(settings.kafka.bootstrap, rows[0].group)
-        inbox = {(r.topic, r.partition): r for r in rows if r.source}
+
+        def steady():  # the fleet is live: compare only when no marker landed during the tool's run
+            before = {
+                (r.topic, r.partition): (r.committed, r.lag)
+                for r in read_lag(settings, ["team-a"])
+                if r.source
+            }
+            tool = kafka_describe(settings.kafka.bootstrap, rows[0].group)
+            after = {
+                (r.topic, r.partition): (r.committed, r.lag)
+                for r in read_lag(settings, ["team-a"])
+                if r.source
+            }
+            return (after, tool) if before == after else None
+
+        inbox, tool = wait_for(steady, 30, "team-a's offsets to hold still while kafka-consumer-groups runs")
         assert len(inbox) == 4
-        for key, row in inbox.items():
-            assert (tool[key]["CURRENT-OFFSET"], tool[key]["LAG"]) == (str(row.committed), str(row.lag))
-            assert row.lag <= 2  # transaction markers only: nothing waits
+        for key, (committed, lag) in inbox.items():
+            assert (tool[key]["CURRENT-OFFSET"], tool[key]["LAG"]) == (str(committed), str(lag))
+            assert lag <= 2  # transaction markers only: nothing waits
         log = files.supervisor_log.read_text()
         assert "autoscale team-a: lag" in log
         assert json.loads(files.desired.read_text())["autoscale"] is True
+
+
+def test_a_crash_of_the_lag_reader_costs_a_reading_not_the_supervisor(settings, monkeypatch):
+    """librdkafka's admin client can abort its process (confluentinc/librdkafka#4605): the
+    autoscaler reads lag in a child, and starts another when one dies."""
+    import os
+    import signal
+
+    from agon.streams.local.autoscaler import Autoscaler
+
+    monkeypatch.setenv("AGON_AUTOSCALE_POLLING_INTERVAL_S", "0.2")
+    scaler = Autoscaler(type(settings)())
+    try:
+        wait_for(lambda: "read_at" in scaler.last, 30, "a first lag reading")
+        first = scaler._child
+        os.kill(first.pid, signal.SIGABRT)  # what the failed assertion does
+        wait_for(lambda: scaler.crashes == 1 and scaler._child is not first, 30, "a second lag reader")
+        read_at = scaler.last["read_at"]
+        wait_for(lambda: scaler.last["read_at"] > read_at, 30, "a reading from the second lag reader")
+        assert scaler._thread.is_alive()
+    finally:
+        scaler.stop()
+    assert scaler._child.poll() is not None, "the lag reader outlived its autoscaler"
