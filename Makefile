@@ -10,7 +10,7 @@ DEMO_LATENCY ?= 0.4
 # e.g. BENCH_ARGS='--only throughput --levels 1,40' or '--smoke'
 BENCH_ARGS ?=
 
-.PHONY: install demo lint format test test-unit bench down clean
+.PHONY: install demo lint format test test-registry test-unit bench down clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("agon needs Python >= 3.10") if sys.version_info < (3, 10) else None'
@@ -34,8 +34,18 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# `make test` runs every test, then these again with a schema registry (Confluent's wire
+# format); `make test-registry` runs them all that way
+REGISTRY_TESTS ?= tests/integration/test_registry.py tests/integration/test_debate.py \
+	tests/integration/test_poison.py tests/integration/test_any_producer.py \
+	tests/integration/test_recovery.py tests/integration/test_asked_again.py
+
 test: lint
 	$(BIN)/pytest
+	AGON_TEST_WIRE_FORMAT=confluent $(BIN)/pytest $(REGISTRY_TESTS)
+
+test-registry: lint
+	AGON_TEST_WIRE_FORMAT=confluent $(BIN)/pytest
 
 test-unit: lint
 	$(BIN)/pytest -m "not integration"

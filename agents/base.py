@@ -153,6 +153,8 @@ class Agent:
             if msg.timestamp:
                 metrics.HANDOFF.labels(self.name, record_type).observe(max(0.0, time.time() - msg.timestamp))
         except CodecError as exc:
+            if exc.retriable:  # the schema registry did not answer: the event may be fine
+                raise
             await self.reject(event, "undecodable", f"undecodable {kind} event: {exc}")
             return
         problem = self.envelope_problem(record_type, body, msg.key)

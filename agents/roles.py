@@ -38,5 +38,7 @@ def build(agent: str, settings: Settings, worker: int = 0, *, llm: LLM | None = 
         raise ConfigError(f"agent {agent!r} ({spec.role}) needs a language model")
     app = make_app(agent, settings, worker)
     extra = {"llm": llm} if spec.role in NEEDS_LLM else {}
-    cls(spec, settings, app, Codec.default(), worker, **extra).install()
+    codec = Codec.default(settings.schema_registry_url)
+    codec.register_all()  # a refused schema stops the worker here, in one line
+    cls(spec, settings, app, codec, worker, **extra).install()
     return app

@@ -7,7 +7,15 @@ only report errors catch :class:`AgonError`.
 
 from __future__ import annotations
 
-__all__ = ["AgonError", "BrokerError", "CodecError", "ConfigError", "LLMError", "MissingTopic"]
+__all__ = [
+    "AgonError",
+    "BrokerError",
+    "CodecError",
+    "ConfigError",
+    "LLMError",
+    "MissingTopic",
+    "RegistryError",
+]
 
 
 class AgonError(Exception):
@@ -39,3 +47,7 @@ class CodecError(AgonError):
 
 class LLMError(AgonError):
     """A model call failed: unreachable, timed out, rejected, or unreadable."""
+
+
+class RegistryError(AgonError):
+    """The schema registry cannot be fetched, started or reached, or refused a schema."""

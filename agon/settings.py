@@ -49,6 +49,26 @@ class BrokerSettings(_Section):
     start_timeout_s: float = 90.0
 
 
+class RegistrySettings(_Section):
+    """The local schema registry that `agon registry up` runs: Apicurio Registry from Maven
+    Central, its storage in Kafka (kafkasql), Confluent's API under /apis/ccompat/v7."""
+
+    version: str = "3.3.3"
+    host: str = "127.0.0.1"
+    port: int = 8081  # Confluent Schema Registry's default
+    management_port: int = 9081  # Quarkus' health and metrics interface (its default, 9000, is popular)
+    heap: str = "384m"
+    java: str = Field("", description="a Java 21+ executable; empty: JAVA_HOME, PATH, /usr/lib/jvm")
+    mvn: str = "mvn"
+    journal_topic: str = "_agon-registry-journal"  # one registry per broker, shared by namespaces
+    start_timeout_s: float = 240.0
+
+    @property
+    def url(self) -> str:
+        """The base URL of its Confluent-compatible API (what AGON_SCHEMA_REGISTRY_URL takes)."""
+        return f"http://{self.host}:{self.port}/apis/ccompat/v7"
+
+
 class LLMSettings(_Section):
     backend: Literal["offline", "ollama"] = "offline"
     model: str = "offline"
@@ -207,6 +227,10 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     kafka: KafkaSettings = KafkaSettings()
     broker: BrokerSettings = BrokerSettings()
+    #: a Confluent-compatible schema registry: events are then written in Confluent's wire
+    #: format (magic 0, schema id) and read in both; empty: Avro single-object encoding
+    schema_registry_url: str = ""
+    registry: RegistrySettings = RegistrySettings()
     llm: LLMSettings = LLMSettings()
     worker: WorkerSettings = WorkerSettings()
     history: HistorySettings = HistorySettings()

@@ -109,7 +109,7 @@ def first_turn_at(path: Path) -> float | None:
 
 def ended_at(settings: Settings, debate_ids: list[str]) -> list[float]:
     """The broker's timestamp of each debate's DebateEnded."""
-    topics, codec = Topics(settings.namespace), Codec()
+    topics, codec = Topics(settings.namespace), Codec.default(settings.schema_registry_url)
     consumer = Consumer(
         settings.kafka.client_config(
             **{

@@ -53,7 +53,7 @@ def new_request(
 
 def send_request(settings: Settings, *requests: dict[str, Any], timeout_s: float = 30.0) -> None:
     """Produce DebateRequested events with one producer; wait for the broker's acknowledgements."""
-    codec = Codec.default()
+    codec = Codec.default(settings.schema_registry_url)
     errors: list[str] = []
     producer = Producer(producer_config(settings))
     for request in requests:
@@ -90,7 +90,7 @@ def follow(
             }
         )
     )
-    codec = Codec.default()
+    codec = Codec.default(settings.schema_registry_url)
     try:
         _wait_for_topic(consumer, topic, wait_s)
         consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])

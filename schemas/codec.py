@@ -1,4 +1,5 @@
-"""Avro single-object encoding of agon's events (docs/design.md, "Events").
+"""Avro single-object encoding of agon's events (docs/design.md, "Events"), or Confluent's
+wire format when a schema registry is configured (docs/schema-registry.md).
 
 A message is ``C3 01``, the 8-byte little-endian CRC-64-AVRO fingerprint of
 the writer schema's Parsing Canonical Form, then the schemaless Avro body. A
@@ -13,6 +14,11 @@ logical types, which are not part of the canonical form, so fingerprints stay
 the same and fastavro neither wants nor returns datetimes. Writers whose library puts
 logical types into the canonical form (Apache's Python ``avro``) are read too: each schema
 is also known by that fingerprint (:func:`logical_alias_fingerprint`).
+
+With a registry, a message is ``00``, the 4-byte big-endian schema id, then the body
+written with that event type's record schema alone (:mod:`agon.schemas.registry`). A
+reader takes either framing, so a fleet moves from one to the other without losing a
+record.
 """
 
 from __future__ import annotations
@@ -32,9 +38,12 @@ from fastavro.read import SchemaResolutionError
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 from fastavro.validation import ValidationError, validate
 
-from agon.errors import CodecError
+from agon.errors import CodecError, RegistryError
+from agon.schemas.registry import SchemaRegistry, standalone_records
 
 __all__ = [
+    "CONFLUENT_HEADER_LEN",
+    "CONFLUENT_MAGIC",
     "HEADER_LEN",
     "KINDS",
     "MAGIC",
@@ -43,12 +52,15 @@ __all__ = [
     "logical_alias_fingerprint",
     "now_ms",
     "schema_fingerprint",
+    "without_logical_types",
 ]
 
 #: the .avsc files beside this module: ``<kind>.avsc`` current, ``v<n>/*.avsc`` older versions
 SCHEMA_DIR = Path(__file__).parent
 MAGIC = b"\xc3\x01"
 HEADER_LEN = len(MAGIC) + 8
+CONFLUENT_MAGIC = b"\x00"
+CONFLUENT_HEADER_LEN = len(CONFLUENT_MAGIC) + 4
 KINDS = ("debate_request", "inbox", "debate")
 _DETAIL_MAX = 200  # reasons end up in dead-letter headers: keep fastavro's detail short
 
@@ -101,23 +113,25 @@ def logical_alias_fingerprint(schema: Any) -> bytes | None:
     return bytes.fromhex(fingerprint(form, "CRC-64-AVRO"))
 
 
-def _without_logical_types(node: Any) -> Any:
+def without_logical_types(node: Any) -> Any:
+    """``node`` without its logical types, which fastavro would turn into datetimes."""
     if isinstance(node, dict):
-        return {k: _without_logical_types(v) for k, v in node.items() if k != "logicalType"}
+        return {k: without_logical_types(v) for k, v in node.items() if k != "logicalType"}
     if isinstance(node, list):
-        return [_without_logical_types(v) for v in node]
+        return [without_logical_types(v) for v in node]
     return node
 
 
-def _load(path: Path) -> tuple[bytes, bytes | None, Any]:
-    """The fingerprint, its alias (:func:`logical_alias_fingerprint`) and the parsed schema of
-    one ``.avsc`` file."""
+def _load(path: Path) -> tuple[bytes, bytes | None, Any, Any]:
+    """The fingerprint, its alias (:func:`logical_alias_fingerprint`), the parsed schema and
+    the JSON of one ``.avsc`` file."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
         return (
             schema_fingerprint(raw),
             logical_alias_fingerprint(raw),
-            parse_schema(_without_logical_types(raw)),
+            parse_schema(without_logical_types(raw)),
+            raw,
         )
     except (OSError, ValueError) as exc:  # fastavro's SchemaParseError is a ValueError
         raise CodecError(f"cannot load schema {path}: {exc}") from exc
@@ -140,12 +154,12 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _record_type(writer: Any, data: bytes) -> str:
+def _record_type(writer: Any, data: bytes, start: int) -> str:
     """The short name of the record in a message: a union's body starts with the branch index."""
     if not isinstance(writer, list):
         return str(writer["name"]).rpartition(".")[2]
     value = shift = 0
-    for byte in data[HEADER_LEN : HEADER_LEN + 10]:  # a zig-zag varint
+    for byte in data[start : start + 10]:  # a zig-zag varint
         value |= (byte & 0x7F) << shift
         if byte < 0x80:
             break
@@ -162,14 +176,21 @@ class Codec:
     before any writer uses them).
     """
 
-    def __init__(self, directory: Path = SCHEMA_DIR) -> None:
+    def __init__(self, directory: Path = SCHEMA_DIR, registry_url: str = "") -> None:
+        self.registry = SchemaRegistry(registry_url) if registry_url else None
         self._current: dict[str, Any] = {}
+        #: each event type's record alone (JSON, parsed): what the registry holds and is written
+        self._records: dict[str, tuple[dict[str, Any], Any]] = {}
+        self._ids: dict[str, int] = {}  # record full name -> its schema id in the registry
         self._header: dict[str, bytes] = {}
         self._types: dict[str, dict[str, tuple[str, frozenset[str]]]] = {}
         self._writers: dict[bytes, Any] = {}
         for kind in KINDS:
-            fp, alias, schema = _load(directory / f"{kind}.avsc")
+            fp, alias, schema, raw = _load(directory / f"{kind}.avsc")
             self._current[kind] = schema
+            for full_name, record in standalone_records(raw).items():
+                # a type in two kinds (DebateRequested) is one subject: the first file's words win
+                self._records.setdefault(full_name, (record, parse_schema(without_logical_types(record))))
             self._header[kind] = MAGIC + fp
             self._writers[fp] = schema
             if alias:
@@ -180,15 +201,31 @@ class Codec:
                 for r in records
             }
         for path in sorted(directory.glob("v*/*.avsc")):
-            fp, alias, schema = _load(path)
+            fp, alias, schema, _ = _load(path)
             for known in (fp, alias) if alias else (fp,):
                 self._writers.setdefault(known, schema)
 
     @staticmethod
     @functools.cache
-    def default() -> Codec:
-        """The codec of the packaged ``schemas/``, loaded once."""
-        return Codec()
+    def default(registry_url: str = "") -> Codec:
+        """The codec of the packaged ``schemas/`` (with the registry at ``registry_url``, if
+        given), loaded once."""
+        return Codec(registry_url=registry_url)
+
+    def register_all(self) -> dict[str, int]:
+        """Register every event type's current schema (no-op without a registry): the
+        subjects and their ids. A refusal raises :class:`RegistryError` in one line."""
+        if self.registry is not None:
+            for full_name in self._records:
+                self._schema_id(full_name)
+        return dict(self._ids)
+
+    def _schema_id(self, full_name: str) -> int:
+        schema_id = self._ids.get(full_name)
+        if schema_id is None:
+            assert self.registry is not None
+            schema_id = self._ids[full_name] = self.registry.register(full_name, self._records[full_name][0])
+        return schema_id
 
     def _schema(self, kind: str) -> Any:
         try:
@@ -207,13 +244,18 @@ class Codec:
         unknown = sorted(set(record) - fields)
         if unknown:
             raise CodecError(f"{record_type} has no field {', '.join(unknown)}")
-        datum = (full_name, record) if isinstance(schema, list) else record
+        if self.registry is not None:  # the record alone, under its id
+            header = CONFLUENT_MAGIC + self._schema_id(full_name).to_bytes(4, "big")
+            schema, datum = self._records[full_name][1], record
+        else:
+            header = self._header[kind]
+            datum = (full_name, record) if isinstance(schema, list) else record
         try:
             validate(datum, schema)
         except ValidationError as exc:
             raise CodecError(f"invalid {record_type}: {_describe(exc)}") from None
         out = io.BytesIO()
-        out.write(self._header[kind])
+        out.write(header)
         try:
             schemaless_writer(out, schema, datum)
         except ValueError as exc:  # what validation misses, e.g. a lone surrogate in a string
@@ -231,16 +273,9 @@ class Codec:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise CodecError(f"a value of type {type(data).__name__}, expected bytes")
         data = bytes(data)
-        if len(data) >= len(MAGIC) and data[: len(MAGIC)] != MAGIC:
-            raise CodecError(f"bad magic 0x{data[: len(MAGIC)].hex()}, expected 0x{MAGIC.hex()}")
-        if len(data) < HEADER_LEN:
-            raise CodecError(f"truncated header: {len(data)} bytes, expected at least {HEADER_LEN}")
-        fp = data[len(MAGIC) : HEADER_LEN]
-        writer = self._writers.get(fp)
-        if writer is None:
-            raise CodecError(f"unknown schema fingerprint 0x{int.from_bytes(fp, 'little'):016x}")
+        writer, start = self._writer(data)
         body = io.BytesIO(data)
-        body.seek(HEADER_LEN)
+        body.seek(start)
         try:
             datum: Any = schemaless_reader(
                 body, writer, reader, return_record_name=True, return_record_name_override=True
@@ -250,7 +285,7 @@ class Codec:
         except SchemaResolutionError as exc:
             detail = str(exc)
             if detail.lower().startswith("schema mismatch"):  # fastavro dumps whole schemas here
-                detail = f"{_record_type(writer, data)} is not in the {kind} schema"
+                detail = f"{_record_type(writer, data, start)} is not in the {kind} schema"
             raise CodecError(f"writer schema does not resolve to {kind}: {detail[:_DETAIL_MAX]}") from exc
         except Exception as exc:  # fastavro reports malformed bodies with many exception types
             raise CodecError(_reason("bad Avro body", exc)) from exc
@@ -262,3 +297,33 @@ class Codec:
         else:  # a record writer resolved to the reader (a record, or a union's branch)
             full_name, record = (writer if isinstance(writer, dict) else reader)["name"], datum
         return full_name.rpartition(".")[2], record
+
+    def _writer(self, data: bytes) -> tuple[Any, int]:
+        """The writer schema of a message in either framing, and where its body starts."""
+        if data[:1] == CONFLUENT_MAGIC:
+            if len(data) < CONFLUENT_HEADER_LEN:
+                raise CodecError(
+                    f"truncated header: {len(data)} bytes, expected at least {CONFLUENT_HEADER_LEN}"
+                )
+            schema_id = int.from_bytes(data[1:CONFLUENT_HEADER_LEN], "big")
+            if self.registry is None:
+                raise CodecError(
+                    f"Confluent wire format (schema id {schema_id}), but no schema registry is "
+                    "configured (AGON_SCHEMA_REGISTRY_URL)"
+                )
+            try:
+                return self.registry.writer(schema_id), CONFLUENT_HEADER_LEN
+            except RegistryError as exc:
+                raise CodecError(str(exc), retriable=exc.retriable) from None
+        if len(data) >= len(MAGIC) and data[: len(MAGIC)] != MAGIC:
+            raise CodecError(
+                f"bad magic 0x{data[: len(MAGIC)].hex()}, expected 0x{MAGIC.hex()} "
+                f"(single-object) or 0x{CONFLUENT_MAGIC.hex()} (Confluent)"
+            )
+        if len(data) < HEADER_LEN:
+            raise CodecError(f"truncated header: {len(data)} bytes, expected at least {HEADER_LEN}")
+        fp = data[len(MAGIC) : HEADER_LEN]
+        writer = self._writers.get(fp)
+        if writer is None:
+            raise CodecError(f"unknown schema fingerprint 0x{int.from_bytes(fp, 'little'):016x}")
+        return writer, HEADER_LEN

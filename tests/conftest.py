@@ -3,6 +3,11 @@
 The broker is, in order of preference: the one at AGON_KAFKA_BOOTSTRAP; a
 testcontainers Kafka where a Docker engine answers; the local launcher
 (deploy/local, Maven Central jars) on ports 19092/19093 under .agon-test/.
+
+The schema registry, for the tests that want one, is the one at
+AGON_SCHEMA_REGISTRY_URL, else Apicurio from the local launcher on 18081 under
+.agon-test/. With AGON_TEST_WIRE_FORMAT=confluent every test runs with it: agon then
+writes Confluent's wire format (`make test-registry`).
 """
 
 from __future__ import annotations
@@ -51,6 +56,61 @@ def kafka_bootstrap() -> Iterator[str]:
     finally:
         if ours:
             broker.down()
+
+
+REGISTRY_PORT = 18081
+
+
+@pytest.fixture(scope="session")
+def schema_registry(kafka_bootstrap: str) -> Iterator[str]:
+    """The URL of the session's Confluent-compatible schema registry."""
+    given = os.environ.get("AGON_SCHEMA_REGISTRY_URL")
+    if given:
+        yield given
+        return
+    from agon.streams.local.registry import LocalRegistry
+
+    registry = LocalRegistry(
+        test_settings(
+            REPO_ROOT / ".agon-test",
+            AGON_KAFKA_BOOTSTRAP=kafka_bootstrap,
+            AGON_REGISTRY_PORT=str(REGISTRY_PORT),
+            AGON_REGISTRY_MANAGEMENT_PORT=str(REGISTRY_PORT + 1),
+        )
+    )
+    ours = not registry.status().reachable  # never stop a registry another session started
+    if ours:
+        from agon.errors import RegistryError
+        from agon.streams.local.registry import find_java
+
+        try:
+            find_java(registry.cfg.java)
+        except RegistryError as exc:  # say which Java is missing; in the registry's own run, fail
+            if os.environ.get("AGON_TEST_WIRE_FORMAT") == "confluent":
+                raise
+            pytest.skip(str(exc))
+    status = registry.up(progress=lambda line: None)
+    try:
+        yield status.url
+    finally:
+        if ours:
+            registry.down()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def wire_format(request: pytest.FixtureRequest) -> Iterator[str]:
+    """``single-object`` (the default), or ``confluent`` with AGON_TEST_WIRE_FORMAT=confluent:
+    then AGON_SCHEMA_REGISTRY_URL names the session's registry for every test and worker."""
+    wanted = os.environ.get("AGON_TEST_WIRE_FORMAT", "single-object")
+    if wanted not in ("single-object", "confluent"):
+        raise pytest.UsageError(f"AGON_TEST_WIRE_FORMAT={wanted!r}: single-object or confluent")
+    if wanted == "single-object":
+        yield wanted
+        return
+    url = request.getfixturevalue("schema_registry")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AGON_SCHEMA_REGISTRY_URL", url)
+        yield wanted
 
 
 def test_settings(home: Path, **env: str) -> Settings:

@@ -13,11 +13,17 @@ from typing import Any
 
 import pytest
 
-from agon.schemas import Topics
+from agon.schemas import Codec, Topics
 from agon.settings import Settings
 from agon.streams.local.fleet import Fleet
 
 TEST_PORT = 19092  # the session broker's port when the local launcher runs it
+
+
+def session_codec() -> Codec:
+    """The codec agon's processes use in this test session: with AGON_TEST_WIRE_FORMAT=confluent,
+    the session's registry (tests/conftest.py), else single-object encoding."""
+    return Codec.default(os.environ.get("AGON_SCHEMA_REGISTRY_URL", ""))
 
 
 def wait_for(check: Callable[[], object], timeout_s: float, what: str, every_s: float = 0.2) -> object:

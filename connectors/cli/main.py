@@ -24,9 +24,11 @@ examples:
   agon status ; agon lag ; agon down
   agon up --autoscale                       worker counts follow inbox lag (KEDA's rule)
   agon probe --every 60                     a synthetic user, for the SLO alerts
+  agon registry up                          a local schema registry (Confluent's wire format)
 
 settings come from the environment, e.g. AGON_HOME (default .agon), AGON_KAFKA_BOOTSTRAP
-(default 127.0.0.1:9092), AGON_LLM_BACKEND (offline | ollama), AGON_LLM_MODEL.
+(default 127.0.0.1:9092), AGON_LLM_BACKEND (offline | ollama), AGON_LLM_MODEL,
+AGON_SCHEMA_REGISTRY_URL (default none: Avro single-object encoding).
 """
 
 
@@ -64,11 +66,16 @@ def parser() -> argparse.ArgumentParser:
         "and its /metrics. A later `up` without it fixes the counts again",
     )
     d = sub.add_parser("down", help="stop the supervisor, the agents' workers and the broker agon started")
-    d.add_argument("--keep-broker", action="store_true", help="leave the broker running")
+    d.add_argument(
+        "--keep-broker", action="store_true", help="leave the broker (and the local schema registry) running"
+    )
     sub.add_parser("status", help="what runs: broker, supervisor and each worker")
     from agon.connectors.cli.lag import add_parser as add_lag_parser
 
     add_lag_parser(sub)
+    from agon.connectors.cli.registry import add_parser as add_registry_parser
+
+    add_registry_parser(sub)
 
     pr = sub.add_parser(
         "probe",
@@ -151,6 +158,7 @@ def cmd_broker(args: argparse.Namespace, settings: Any) -> int:
 def cmd_up(args: argparse.Namespace, settings: Any) -> int:
     from agon.streams.local.broker import LocalBroker
     from agon.streams.local.fleet import Fleet
+    from agon.streams.local.registry import LocalRegistry
 
     if args.workers < 1:
         print(f"agon: --workers must be 1 or more, not {args.workers}", file=sys.stderr)
@@ -158,6 +166,9 @@ def cmd_up(args: argparse.Namespace, settings: Any) -> int:
     broker = LocalBroker(settings)
     if settings.kafka.bootstrap == broker.bootstrap:
         _err(broker.up(progress=_err).detail)
+    registry = LocalRegistry(settings)
+    if settings.schema_registry_url == registry.url:
+        _err(registry.up(progress=_err).detail)
     workers = Fleet(settings).up(workers=args.workers, progress=_err, autoscale=args.autoscale)
     _err(f"{len(workers)} workers ready: " + ", ".join(w.name for w in workers))
     return 0
@@ -166,6 +177,7 @@ def cmd_up(args: argparse.Namespace, settings: Any) -> int:
 def cmd_down(args: argparse.Namespace, settings: Any) -> int:
     from agon.streams.local.broker import LocalBroker
     from agon.streams.local.fleet import Fleet
+    from agon.streams.local.registry import LocalRegistry
 
     fleet = Fleet(settings)
     supervisor = fleet.supervisor()
@@ -174,6 +186,8 @@ def cmd_down(args: argparse.Namespace, settings: Any) -> int:
         f"stopped {len(stopped)} worker(s)"
         + (f" and the supervisor (pid {supervisor})" if supervisor else "")
     )
+    if not args.keep_broker and LocalRegistry(settings).down():
+        print("registry stopped")  # before its storage, the broker
     if not args.keep_broker and LocalBroker(settings).down():
         print("broker stopped")
     return 0
@@ -182,12 +196,16 @@ def cmd_down(args: argparse.Namespace, settings: Any) -> int:
 def cmd_status(args: argparse.Namespace, settings: Any) -> int:
     from agon.streams.local.broker import LocalBroker
     from agon.streams.local.fleet import Fleet
+    from agon.streams.local.registry import LocalRegistry
 
     broker = LocalBroker(settings).status()
     fleet = Fleet(settings)
     workers = fleet.workers()
     width = max([len("supervisor")] + [len(w.name) for w in workers])
     print(f"{'broker':<{width}} {broker.detail}")
+    registry = LocalRegistry(settings)
+    if settings.schema_registry_url or registry.status().running:
+        print(f"{'registry':<{width}} {registry.status().detail}")
     print(f"{'supervisor':<{width}} {fleet.describe_supervisor()}, log {fleet.files.supervisor_log}")
     for w in workers:
         print(f"{w.name:<{width}} {w.describe()}, log {w.log}")
@@ -319,6 +337,12 @@ def cmd_lag(args: argparse.Namespace, settings: Any) -> int:
     return lag(args, settings)
 
 
+def cmd_registry(args: argparse.Namespace, settings: Any) -> int:
+    from agon.connectors.cli.registry import cmd_registry as registry
+
+    return registry(args, settings)
+
+
 def _err(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -334,4 +358,5 @@ COMMANDS = {
     "tail": cmd_tail,
     "request": cmd_request,
     "lag": cmd_lag,
+    "registry": cmd_registry,
 }

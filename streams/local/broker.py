@@ -9,10 +9,8 @@ broker runs in the background with its pid, config and log under
 from __future__ import annotations
 
 import base64
-import os
 import re
 import shutil
-import signal
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -20,10 +18,11 @@ from pathlib import Path
 
 from agon.deadline import wait_until
 from agon.errors import BrokerError
-from agon.procs import alive, port_taken
+from agon.procs import port_taken
 from agon.settings import REPO_ROOT, Settings
+from agon.streams.local import daemon
 
-__all__ = ["BrokerStatus", "LocalBroker"]
+__all__ = ["BrokerStatus", "LocalBroker", "answers_metadata"]
 
 POM = REPO_ROOT / "deploy" / "local" / "pom.xml"
 
@@ -229,7 +228,7 @@ class LocalBroker:
                 raise BrokerError(
                     f"the broker exited with code {proc.returncode} at start: {self._last_error()}"
                 )
-            return _answers_metadata(self.bootstrap, 1.0)
+            return answers_metadata(self.bootstrap, 1.0)
 
         if wait_until(answers, self.cfg.start_timeout_s, every_s=0.3):
             return self.status()
@@ -253,40 +252,19 @@ class LocalBroker:
 
     def down(self, timeout_s: float = 30.0) -> bool:
         """Stop our broker (SIGTERM, then SIGKILL after timeout). False if none ran."""
-        pid = self._pid()
-        if pid is None:
-            return False
-        os.kill(pid, signal.SIGTERM)
-        if not wait_until(lambda: not alive(pid), timeout_s, every_s=0.2):
-            os.kill(pid, signal.SIGKILL)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        return daemon.stop(self.pid_file, timeout_s)
 
     def status(self) -> BrokerStatus:
         pid = self._pid()
-        reachable = _answers_metadata(self.bootstrap, 1.5)
-        if pid and reachable:
-            detail = f"running (pid {pid}) on {self.bootstrap}"
-        elif pid:
-            detail = f"process {pid} runs but does not answer on {self.bootstrap} yet"
-        elif reachable:
-            detail = f"a broker not started by agon answers on {self.bootstrap}"
-        else:
-            detail = f"not running (nothing answers on {self.bootstrap})"
+        reachable = answers_metadata(self.bootstrap, 1.5)
+        detail = daemon.describe(pid, reachable, self.bootstrap, "broker")
         return BrokerStatus(bool(pid), reachable, pid, self.bootstrap, detail)
 
     def _pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        if alive(pid):
-            return pid
-        self.pid_file.unlink(missing_ok=True)
-        return None
+        return daemon.live_pid(self.pid_file)
 
 
-def _answers_metadata(bootstrap: str, timeout_s: float) -> bool:
+def answers_metadata(bootstrap: str, timeout_s: float) -> bool:
     """True when a Kafka broker at ``bootstrap`` answers a metadata request."""
     host, _, port = bootstrap.rpartition(":")
     if not port_taken(host or "127.0.0.1", int(port)):

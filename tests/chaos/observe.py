@@ -3,6 +3,7 @@ visible when, for fault choice, recovery and takeover times."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -56,7 +57,7 @@ class Observer(threading.Thread):
         self.bootstrap = bootstrap
         self.inboxes = {topics.inbox(a) for a in DEBATERS}
         self.debate_prefix = topics.debate("")
-        self.codec = Codec.default()
+        self.codec = Codec.default(os.environ.get("AGON_SCHEMA_REGISTRY_URL", ""))
         self.lock = threading.Lock()
         self.seen: list[Seen] = []
         self.debates: dict[str, DebateView] = defaultdict(DebateView)

@@ -249,7 +249,7 @@ class Chaos(FaultInjection):
             self.settings.kafka.bootstrap,
             lambda t: t.startswith(f"{ns}.debate.") or t in changelogs.values() or t in inboxes.values(),
         )
-        codec = Codec.default()
+        codec = Codec.default(self.settings.schema_registry_url)
         facts, violations = check_debates(
             {r["debate_id"]: self.rounds for r in self.requests}, self.topics, recs, codec
         )

@@ -11,10 +11,10 @@ import uuid
 
 import pytest
 from confluent_kafka import Producer
-from helpers import restarts, running_fleet
+from helpers import restarts, running_fleet, session_codec
 
 from agon.connectors.transcript import follow, new_request
-from agon.schemas import Codec, Topics, partition_for
+from agon.schemas import Topics, partition_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -29,7 +29,7 @@ def fleet(kafka_bootstrap, tmp_path_factory):
 
 def test_requests_from_a_default_confluent_producer_all_end_by_rounds(fleet):
     topic = Topics(fleet.namespace).requests
-    codec = Codec.default()
+    codec = session_codec()
     producer = Producer({"bootstrap.servers": fleet.kafka.bootstrap})  # defaults, as a user's
     placed: dict[str, int] = {}
     errors: list[str] = []

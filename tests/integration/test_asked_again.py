@@ -13,10 +13,10 @@ import uuid
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
-from helpers import running_fleet, wait_for
+from helpers import running_fleet, session_codec, wait_for
 
 from agon.connectors.transcript import producer_config
-from agon.schemas.codec import Codec, now_ms
+from agon.schemas.codec import now_ms
 from agon.schemas.topics import Topics
 from agon.streams.admin import ensure_topics
 from agon.streams.local.fleet import Fleet
@@ -42,7 +42,7 @@ def request(debate_id: str, attempt: int) -> dict:
 
 def taken(settings, topic: str, debate_id: str, partitions: int) -> list[dict]:
     """The committed TurnTaken events of ``debate_id`` in ``topic``, read from its beginning."""
-    codec, kind = Codec.default(), "debate" if ".debate." in topic else "inbox"
+    codec, kind = session_codec(), "debate" if ".debate." in topic else "inbox"
     consumer = Consumer(
         settings.kafka.client_config(
             **{
@@ -78,7 +78,7 @@ def test_a_retried_turn_is_answered_again_without_a_second_call(kafka_bootstrap,
         producer = Producer(producer_config(settings))
 
         def ask(attempt: int) -> None:
-            value = Codec.default().encode("inbox", "TurnRequested", request(debate_id, attempt))
+            value = session_codec().encode("inbox", "TurnRequested", request(debate_id, attempt))
             producer.produce(topics.inbox("team-a"), key=debate_id.encode(), value=value)
             assert producer.flush(10) == 0
 

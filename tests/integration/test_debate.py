@@ -8,10 +8,10 @@ import uuid
 
 import pytest
 from confluent_kafka import Consumer, Producer
-from helpers import DeadLetters, restarts, running_fleet, topic_exists, wait_for
+from helpers import DeadLetters, restarts, running_fleet, session_codec, topic_exists, wait_for
 
 from agon.connectors.transcript import follow, new_request, producer_config, send_request
-from agon.schemas import Codec, Topics
+from agon.schemas import Topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -136,7 +136,7 @@ def test_ids_that_would_collide_as_topic_names_crash_nothing(fleet):
     base = uuid.uuid4().hex[:8]
     ok, refused = f"x.{base}", f"x_{base}"
     producer = Producer(fleet.kafka.client_config())  # an outside client: no agon checks
-    codec = Codec.default()
+    codec = session_codec()
     for debate_id in (ok, refused):
         req = new_request("Cats beat dogs", rounds=1, debate_id=debate_id)
         producer.produce(

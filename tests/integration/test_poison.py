@@ -14,11 +14,11 @@ import uuid
 
 import pytest
 from confluent_kafka import Producer
-from helpers import DeadLetters, restarts, running_fleet
+from helpers import DeadLetters, restarts, running_fleet, session_codec
 
 from agon.connectors.transcript import follow, new_request, send_request
 from agon.schemas import Codec, Topics
-from agon.schemas.codec import HEADER_LEN, MAGIC
+from agon.schemas.codec import CONFLUENT_HEADER_LEN, CONFLUENT_MAGIC, HEADER_LEN, MAGIC
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
@@ -78,6 +78,8 @@ def hostile(rng: random.Random, codec: Codec, n: int):
         debate_id = f"fz-{uuid.UUID(int=rng.getrandbits(128)).hex[:10]}"
         events = valid_events(debate_id)
         request = codec.encode(*events["request"])
+        confluent = request[:1] == CONFLUENT_MAGIC  # AGON_TEST_WIRE_FORMAT=confluent
+        header = CONFLUENT_HEADER_LEN if confluent else HEADER_LEN
         key, headers = debate_id.encode(), None
         if kind == 0:
             value = None  # a tombstone
@@ -86,9 +88,11 @@ def hostile(rng: random.Random, codec: Codec, n: int):
         elif kind == 2:
             value = rng.randbytes(rng.randint(1, 300))
         elif kind == 3:
-            value = request[: rng.randint(HEADER_LEN, len(request) - 1)]  # truncated
-        elif kind == 4:
-            value = MAGIC + rng.randbytes(8) + request[HEADER_LEN:]  # an unknown fingerprint
+            value = request[: rng.randint(header, len(request) - 1)]  # truncated
+        elif kind == 4:  # an unknown fingerprint, or a schema id the registry does not have
+            value = (CONFLUENT_MAGIC + rng.randbytes(4) if confluent else MAGIC + rng.randbytes(8)) + request[
+                header:
+            ]
         elif kind == 5:
             value = codec.encode(*events["started"])  # valid Avro, wrong type for any topic read
         elif kind == 6:
@@ -105,7 +109,8 @@ def hostile(rng: random.Random, codec: Codec, n: int):
         elif kind == 9:
             value = request + rng.randbytes(rng.randint(1, 9))  # trailing bytes
         elif kind == 10:
-            value = b"\x00" + request[1:]  # Confluent framing's magic, not ours
+            # the other framing's magic on this one's header and body
+            value = (MAGIC + request[1:]) if confluent else (CONFLUENT_MAGIC + request[1:])
         else:  # a request whose motion is empty: well formed, but refused
             value = codec.encode("debate_request", "DebateRequested", {**events["request"][2], "motion": ""})
         made.append((key, value, headers, kind))
@@ -116,7 +121,7 @@ def hostile(rng: random.Random, codec: Codec, n: int):
 
 def test_a_thousand_hostile_records_stop_nothing(fleet):
     seed = int(os.environ.get("AGON_FUZZ_SEED", random.randrange(1 << 30)))
-    rng, codec, topics = random.Random(seed), Codec.default(), Topics(fleet.namespace)
+    rng, codec, topics = random.Random(seed), session_codec(), Topics(fleet.namespace)
     requests = [
         new_request("AI's impact on the job market is positive", 2, f"ok-{i}-{uuid.uuid4().hex[:6]}")
         for i in range(6)

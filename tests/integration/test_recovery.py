@@ -13,10 +13,10 @@ import signal
 import uuid
 
 import pytest
-from helpers import running_fleet, wait_for
+from helpers import running_fleet, session_codec, wait_for
 
 from agon.connectors.transcript import follow, new_request, producer_config, send_request
-from agon.schemas.codec import Codec, now_ms
+from agon.schemas.codec import now_ms
 from agon.schemas.topics import Topics
 from agon.streams.local.fleet import Fleet
 
@@ -131,7 +131,7 @@ def test_a_kept_draft_is_published_without_a_new_call(fleet):
     producer.produce(
         Topics(fleet.namespace).inbox("team-a"),
         key=debate_id.encode(),
-        value=Codec.default().encode("inbox", "TurnDrafted", draft),
+        value=session_codec().encode("inbox", "TurnDrafted", draft),
     )
     assert producer.flush(10) == 0
     os.kill(victim.pid, signal.SIGKILL)
