@@ -25,6 +25,7 @@ from agon.errors import RegistryError
 __all__ = ["COMPATIBILITY", "SchemaRegistry", "standalone_records"]
 
 COMPATIBILITY = "BACKWARD"
+TIMEOUT_S = 10.0
 _NAMED = ("record", "enum", "error", "fixed")
 _PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 
@@ -112,7 +113,8 @@ class SchemaRegistry:
         from confluent_kafka.schema_registry import SchemaRegistryClient
 
         self.url = url
-        self.client = SchemaRegistryClient({"url": url})
+        # the client waits forever by default: a registry that hangs must not stall a worker
+        self.client = SchemaRegistryClient({"url": url, "timeout": TIMEOUT_S})
         self._writers: dict[int, Any] = {}
 
     def register(self, subject: str, schema: dict[str, Any]) -> int:
