@@ -37,6 +37,7 @@ from agon.streams.local.files import (
     stop_signal,
     worker_command,
 )
+from agon.streams.local.reports import ChangedFile, slot_states, targets
 from agon.streams.local.slots import Backoff, Slot
 
 __all__ = ["Backoff", "Supervisor", "main"]
@@ -71,8 +72,8 @@ class Supervisor:
         self.stopping = False
         self.started_at = time.time()
         self._ignored: set[str] = set()
-        self._last_state = ""
-        self._last_targets = ""
+        self._state = ChangedFile(self.files.state)
+        self._targets = ChangedFile(self.files.targets)
         self.autoscaler: Autoscaler | None = None
         self._autoscale = False  # fleet.json's "autoscale", as last read
         self._targets_at = 0.0
@@ -327,44 +328,9 @@ class Supervisor:
     # what others read
 
     def write_targets(self) -> None:
-        """Prometheus file_sd targets: every worker that announced its /metrics, and ours."""
-        found = [
-            ("supervisor", metrics.announced(self.files.run_dir, os.getpid())),
-            ("probe", metrics.announced(self.files.probe_dir)),  # `agon probe`, while it runs
-        ]
-        for s in sorted(self.slots.values(), key=lambda s: (s.agent, s.index)):
-            if s.pid is not None:
-                found.append((s.name, metrics.announced(self.settings.worker_dir(s.agent, s.index), s.pid)))
-        targets = [
-            {
-                "targets": [url.split("/")[2]],
-                "labels": {"slot": name, "namespace": self.settings.namespace},
-            }
-            for name, url in found
-            if url
-        ]
-        text = json.dumps(targets, indent=2) + "\n"
-        if text != self._last_targets:
-            write_atomically(self.files.targets, text)
-            self._last_targets = text
+        self._targets.write(targets(self.slots.values(), self.settings, self.files))
 
     def write_state(self, stopped: bool = False) -> None:
-        slots = {
-            s.name: {
-                "agent": s.agent,
-                "index": s.index,
-                "pid": s.pid,
-                "restarts": max(0, s.runs - 1),
-                "streak": s.backoff.streak,
-                "last_exit": s.last_exit,
-                "started_at": s.started_at if s.pid else None,
-                "ready_at": s.ready_at,
-                "stopping": s.stopping_since is not None,
-                "retry_at": s.retry_at_wall if s.pid is None and not stopped else None,
-                "log": str(self.files.log(s.agent, s.index)),
-            }
-            for s in sorted(self.slots.values(), key=lambda s: (s.agent, s.index))
-        }
         state = {
             "pid": os.getpid(),
             "started_at": self.started_at,
@@ -374,12 +340,9 @@ class Supervisor:
             "desired": self.desired,
             "autoscale": self.autoscaler is not None,
             "autoscaler": self.autoscaler.last if self.autoscaler is not None else None,
-            "slots": slots,
+            "slots": slot_states(self.slots.values(), self.files, stopped),
         }
-        text = json.dumps(state, indent=2) + "\n"
-        if text != self._last_state:
-            write_atomically(self.files.state, text)
-            self._last_state = text
+        self._state.write(json.dumps(state, indent=2) + "\n")
 
 
 def main() -> int:

@@ -12,7 +12,7 @@ import faust.transport.consumer
 import faust.transport.drivers.aiokafka as faust_aiokafka
 import pytest
 
-from agon.streams import eos, takeover
+from agon.streams import takeover, transactions
 
 PROVEN = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
 
@@ -36,7 +36,7 @@ def test_recovery_still_polls_with_the_five_second_timeout_that_fix_4_shortens()
 def test_the_transaction_manager_hooks_fixes_1_to_3_override_still_exist():
     base = faust.transport.consumer.TransactionManager
     for name in ("send", "commit"):
-        ours = inspect.signature(getattr(eos.RoutedTransactionManager, name))
+        ours = inspect.signature(getattr(transactions.RoutedTransactionManager, name))
         theirs = inspect.signature(getattr(base, name))
         assert list(ours.parameters)[:5] == list(theirs.parameters)[:5], name
     assert "commit_transactions" in inspect.getsource(faust_aiokafka.Producer)
