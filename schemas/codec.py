@@ -188,9 +188,11 @@ class Codec:
         for kind in KINDS:
             fp, alias, schema, raw = _load(directory / f"{kind}.avsc")
             self._current[kind] = schema
-            for full_name, record in standalone_records(raw).items():
-                # a type in two kinds (DebateRequested) is one subject: the first file's words win
-                self._records.setdefault(full_name, (record, parse_schema(without_logical_types(record))))
+            if self.registry is not None:  # without one, nothing writes records alone
+                for full_name, record in standalone_records(raw).items():
+                    # a type in two kinds (DebateRequested) is one subject: the first file's words win
+                    parsed = parse_schema(without_logical_types(record))
+                    self._records.setdefault(full_name, (record, parsed))
             self._header[kind] = MAGIC + fp
             self._writers[fp] = schema
             if alias:
