@@ -7,8 +7,8 @@ import json
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, Producer
-from helpers import DeadLetters, restarts, running_fleet, session_codec, topic_exists, wait_for
+from confluent_kafka import Producer
+from helpers import DeadLetters, restarts, running_fleet, session_codec, topic_exists
 
 from agon.connectors.transcript import follow, new_request, producer_config, send_request
 from agon.schemas import Topics
@@ -170,32 +170,22 @@ def test_malformed_messages_go_to_dead_letters_and_nothing_is_lost(fleet):
     debate_id, events = run_debate(fleet, rounds=1)  # the workers keep going
     assert events[-1][1]["reason"] == "ROUNDS" and len(turn_ids(events)) == 2
 
-    consumer = Consumer(
-        {
-            "bootstrap.servers": fleet.kafka.bootstrap,
-            "group.id": f"dl-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-        }
-    )
-    consumer.subscribe([topics.dead_letters])
-    letters = {}
+    # The module's fleet is shared: earlier tests' letters (x_ refused) are there too.
+    def all_bad(got):
+        bad = [x for x in got if x.key == b"bad"]
+        return bad if len(bad) == len(garbage) else None
 
-    def collect():
-        msg = consumer.poll(0.5)
-        if msg is not None and not msg.error():
-            headers = {k: v.decode() for k, v in msg.headers()}
-            letters[headers["source.topic"]] = (msg.value(), headers)
-        return len(letters) == len(garbage)
-
+    letters = DeadLetters(fleet)
     try:
-        wait_for(collect, 30, "three dead letters", every_s=0)
+        bad = letters.wait(all_bad, 30, "three dead letters")
     finally:
-        consumer.close()
+        letters.close()
+    by_topic = {x.headers["source.topic"]: x for x in bad}
     for topic, value in garbage.items():
-        kept, headers = letters[topic]
-        assert kept == value, "the original bytes are kept"
-        assert headers["source.offset"].isdigit() and headers["reason"].startswith("undecodable")
-    assert "bad magic" in letters[topics.requests][1]["reason"]
+        letter = by_topic[topic]
+        assert letter.value == value, "the original bytes are kept"
+        assert letter.headers["source.offset"].isdigit() and letter.reason.startswith("undecodable")
+    assert "bad magic" in by_topic[topics.requests].reason
 
 
 def test_agon_request_reads_json_lines(fleet, monkeypatch, capsys):
