@@ -32,6 +32,8 @@ from agon.streams.admin import delete_topics, topic_names
 log = logging.getLogger(__name__)
 
 
+#: events about one debate that must be handled on its home partition, where its state lives
+REKEYED = ("DebateRequested", "CancelRequested")
 RENOTIFY_MS = 5000  # a DeadlinePassed still unanswered is sent again after this long
 SWEEP_S = 10.0
 MAX_DELETES = 100  # topics deleted per sweep
@@ -65,32 +67,38 @@ class Moderator(Agent):
             "TurnTaken": self.on_turn,
             "TurnFailed": self.on_failed,
             "DeadlinePassed": self.on_deadline,
+            "CancelRequested": self.on_cancel,
         }.get(record_type)
         if handler is None:
             raise AgonError(f"the moderator does not handle {record_type}")
-        if record_type == "DebateRequested":
-            await self.on_requested(body, event.message.partition)
-        else:
-            await handler(body)
+        if record_type in REKEYED:
+            home = self.home(body["debate_id"])
+            if record_type == "DebateRequested":  # validated before it is moved
+                problems = validate_request(body, self.settings)
+                if problems:  # to the dead letters, with the reasons; no topic is created
+                    raise ConfigError("; ".join(problems))
+            if event.message.partition != home:
+                # another client's partitioner (or none) put it here, where this debate's state
+                # does not live: re-key it onto its own partition first, in this transaction, as
+                # Kafka Streams does with repartition topics
+                log.info(
+                    "debate=%s %s re-keyed from partition %d to %d",
+                    body["debate_id"],
+                    record_type,
+                    event.message.partition,
+                    home,
+                )
+                await self.send(self.topics.inbox(self.name), "inbox", record_type, body, partition=home)
+                return
+        await handler(body)
 
     def home(self, debate_id: str) -> int:
         """The partition of every keyed topic where this debate lives (murmur2 of its id)."""
         return partition_for(debate_id.encode(), self.settings.kafka.partitions)
 
     # -- start -------------------------------------------------------------------------
-    async def on_requested(self, req: dict[str, Any], partition: int) -> None:
+    async def on_requested(self, req: dict[str, Any]) -> None:
         debate_id = req["debate_id"]
-        problems = validate_request(req, self.settings)
-        if problems:  # to the dead letters, with the reasons; no topic is created
-            raise ConfigError("; ".join(problems))
-        home = self.home(debate_id)
-        if partition != home:
-            # another client's partitioner (or none) put it here, where this debate's state does
-            # not live: re-key it onto its own partition first, in this transaction, as Kafka
-            # Streams does with repartition topics
-            log.info("debate=%s request re-keyed from partition %d to %d", debate_id, partition, home)
-            await self.send(self.topics.inbox(self.name), "inbox", "DebateRequested", req, partition=home)
-            return
         if self.debates.get(debate_id) is not None or self.marker(debate_id) is not None:
             log.info("debate=%s duplicate request ignored", debate_id)
             return
@@ -229,6 +237,18 @@ class Moderator(Agent):
             await self.end(
                 debate_id, state, "ERROR", f"turn {tid} failed after {state['attempt']} attempt(s): {reason}"
             )
+
+    async def on_cancel(self, cancel: dict[str, Any]) -> None:
+        """End a running debate at once (reason CANCELLED); a cancel of any other is ignored."""
+        debate_id = cancel["debate_id"]
+        state = self.debates.get(debate_id)
+        if state is None or state.get("status", "running") != "running":
+            log.info("debate=%s cancel ignored: the debate is not running here", debate_id)
+            return
+        who = cancel.get("requested_by") or "a client"
+        await self.end(
+            debate_id, state, "CANCELLED", f"cancelled by {who} after {len(state['turns'])} turn(s)"
+        )
 
     # -- end ------------------------------------------------------------------------------
     async def end(self, debate_id: str, state: dict[str, Any], reason: str, detail: str) -> None:
