@@ -3,22 +3,19 @@ turns it into worker counts with :class:`agon.streams.autoscale.Scaler`."""
 
 from __future__ import annotations
 
-import json
 import logging
-import subprocess
-import sys
 import threading
 import time
+from typing import Any
 
 from agon.settings import Settings
 from agon.streams import metrics
 from agon.streams.autoscale import Decision, Scaler
-from agon.streams.local.files import describe_exit
+from agon.streams.local.lagwatch import LagFollower
 
 __all__ = ["Autoscaler"]
 
 log = logging.getLogger("agon.autoscaler")
-LAGWATCH = "agon.streams.local.lagwatch"
 
 
 class Autoscaler:
@@ -35,61 +32,36 @@ class Autoscaler:
         #: the newest reading and when it was taken (wall clock), for supervisor.json
         self.last: dict[str, object] = {}
         self._lock = threading.Lock()
-        self._child: subprocess.Popen | None = None
-        self.crashes = 0  # lag reader children that died under us
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, name="agon-autoscaler", daemon=True)
-        self._thread.start()
+        self._failing = False
+        # enough to tell "every worker it may have is busy": more changes nothing
+        limit = self.policy.lag_threshold * (self.policy.max_replica_count or settings.kafka.partitions)
+        self._follower = LagFollower(self.policy.polling_interval_s, limit, self._on_line)
+
+    @property
+    def crashes(self) -> int:
+        """Lag reader children that died under us."""
+        return self._follower.crashes
 
     def stop(self) -> None:
-        self._stop.set()
-        child = self._child
-        if child is not None and child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-        self._thread.join(timeout=15)
+        self._follower.stop()
 
-    def _poll(self) -> None:
-        """Read the lag child's lines; start another child when one dies."""
-        failing = False
-        partitions = self.settings.kafka.partitions
-        # enough to tell "every worker it may have is busy": more changes nothing
-        limit = self.policy.lag_threshold * (self.policy.max_replica_count or partitions)
-        cmd = [sys.executable, "-m", LAGWATCH, "--every", str(self.policy.polling_interval_s)]
-        cmd += ["--limit", str(limit)]
-        while not self._stop.is_set():
-            # its stderr is the supervisor's: a crash's stack lands in the supervisor's log
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-            self._child = proc
-            assert proc.stdout is not None
-            for raw in proc.stdout:
-                line = json.loads(raw)
-                if "error" in line:
-                    if not failing:
-                        log.warning("cannot read lag (%s); keeping worker counts as they are", line["error"])
-                    failing = True
-                    continue
-                if failing:
-                    log.info("reading lag again")
-                failing = False
-                reading = {a: (lag, n) for a, (lag, n) in line["lag"].items()}
-                with self._lock:
-                    self._reading = reading
-                self.last = {
-                    "read_at": time.time(),
-                    "read_s": line["read_s"],
-                    "lag": {a: lag for a, (lag, _) in reading.items()},
-                }
-            code = proc.wait()
-            if not self._stop.is_set():
-                self.crashes += 1
-                log.warning(
-                    "the lag reader (pid %d) exited (%s); starting another", proc.pid, describe_exit(code)
-                )
-                self._stop.wait(1.0)
+    def _on_line(self, line: dict[str, Any]) -> None:
+        if "error" in line:
+            if not self._failing:
+                log.warning("cannot read lag (%s); keeping worker counts as they are", line["error"])
+            self._failing = True
+            return
+        if self._failing:
+            log.info("reading lag again")
+        self._failing = False
+        reading = {a: (lag, n) for a, (lag, n) in line["lag"].items()}
+        with self._lock:
+            self._reading = reading
+        self.last = {
+            "read_at": time.time(),
+            "read_s": line["read_s"],
+            "lag": {a: lag for a, (lag, _) in reading.items()},
+        }
 
     def decide(self, desired: dict[str, int], now: float, busy: set[str] = frozenset()) -> list[Decision]:
         """Decisions for the agents of ``desired`` from the reading not yet used (none if

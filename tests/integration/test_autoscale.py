@@ -144,12 +144,13 @@ def test_a_crash_of_the_lag_reader_costs_a_reading_not_the_supervisor(settings, 
     scaler = Autoscaler(type(settings)())
     try:
         wait_for(lambda: "read_at" in scaler.last, 30, "a first lag reading")
-        first = scaler._child
+        follower = scaler._follower
+        first = follower._child
         os.kill(first.pid, signal.SIGABRT)  # what the failed assertion does
-        wait_for(lambda: scaler.crashes == 1 and scaler._child is not first, 30, "a second lag reader")
+        wait_for(lambda: scaler.crashes == 1 and follower._child is not first, 30, "a second lag reader")
         read_at = scaler.last["read_at"]
         wait_for(lambda: scaler.last["read_at"] > read_at, 30, "a reading from the second lag reader")
-        assert scaler._thread.is_alive()
+        assert follower._thread.is_alive()
     finally:
         scaler.stop()
-    assert scaler._child.poll() is not None, "the lag reader outlived its autoscaler"
+    assert follower._child.poll() is not None, "the lag reader outlived its autoscaler"
