@@ -38,7 +38,8 @@ format: install
 # format); `make test-registry` runs them all that way
 REGISTRY_TESTS ?= tests/integration/test_registry.py tests/integration/test_debate.py \
 	tests/integration/test_poison.py tests/integration/test_any_producer.py \
-	tests/integration/test_recovery.py tests/integration/test_asked_again.py
+	tests/integration/test_recovery.py tests/integration/test_asked_again.py \
+	tests/integration/test_gateway.py
 
 test: lint
 	$(BIN)/pytest

@@ -15,7 +15,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agon.errors import ConfigError
 
-__all__ = ["AgentSpec", "REPO_ROOT", "Settings"]
+__all__ = ["GATEWAY_SLOT", "REPO_ROOT", "AgentSpec", "Settings"]
+
+#: the supervisor's slot (and data directory) of the HTTP gateway: `agon worker gateway`
+GATEWAY_SLOT = "gateway"
 
 #: the checkout agon runs from (the local broker's Maven file lives under deploy/ there)
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -67,6 +70,38 @@ class RegistrySettings(_Section):
     def url(self) -> str:
         """The base URL of its Confluent-compatible API (what AGON_SCHEMA_REGISTRY_URL takes)."""
         return f"http://{self.host}:{self.port}/apis/ccompat/v7"
+
+
+class GatewaySettings(_Section):
+    """The HTTP gateway (`agon gateway`; `agon up` starts it): REST + Server-Sent Events in
+    front of the agents, which it reaches only through Kafka (connectors/gateway/)."""
+
+    enabled: bool = Field(True, description="`agon up` starts (and supervises) the gateway")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    #: hashed API keys: sha256 hex of the key -> its tenant (`agon keys add` prints one)
+    api_keys: dict[str, str] = Field(default_factory=dict)
+    keys_file: str = Field(
+        "",
+        description="more hashed keys, as `agon keys add` writes them; empty: <home>/gateway/keys.json",
+    )
+    rate_per_s: float = Field(10.0, gt=0, description="requests per second per key, sustained")
+    burst: int = Field(40, ge=1, description="requests per key at once (the token bucket's size)")
+    max_running: int = Field(10, ge=1, description="running debates per tenant at most")
+    daily_tokens: int = Field(0, ge=0, description="model tokens per tenant per UTC day; 0: no budget")
+    #: a tenant's own daily budget, over daily_tokens ('{"alice": 100000}'; 0: none)
+    tenant_daily_tokens: dict[str, int] = Field(default_factory=dict)
+    max_body_bytes: int = Field(16384, ge=1024, description="a request body at most")
+    cors_origins: tuple[str, ...] = Field((), description="origins allowed by CORS; none: closed")
+    cached_debates: int = Field(1000, ge=10, description="transcripts kept in memory for readers")
+    start_wait_s: float = Field(10.0, ge=0, description="a DELETE waits this long for its debate to start")
+
+    def budget(self, tenant: str) -> int:
+        """The tenant's model tokens per UTC day; 0: no budget."""
+        return self.tenant_daily_tokens.get(tenant, self.daily_tokens)
+
+    def keys_path(self, home: Path) -> Path:
+        return Path(self.keys_file) if self.keys_file else home / "gateway" / "keys.json"
 
 
 class LLMSettings(_Section):
@@ -235,6 +270,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     history: HistorySettings = HistorySettings()
     autoscale: AutoscaleSettings = AutoscaleSettings()
+    gateway: GatewaySettings = GatewaySettings()
     agents: tuple[AgentSpec, ...] = DEFAULT_ROSTER
 
     @model_validator(mode="after")
@@ -246,6 +282,17 @@ class Settings(BaseSettings):
                 "gives up on its turn (set AGON_LLM_TIMEOUT_S lower, or AGON_WORKER_TURN_TIMEOUT_S higher)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _no_agent_named_like_the_gateway(self) -> Settings:
+        if any(a.name == GATEWAY_SLOT for a in self.agents):
+            raise ValueError(f"no agent may be named {GATEWAY_SLOT!r}: the supervisor runs the gateway so")
+        return self
+
+    @property
+    def supervised(self) -> list[str]:
+        """What a supervisor keeps running: the roster's agents, then the gateway if enabled."""
+        return [a.name for a in self.agents] + ([GATEWAY_SLOT] if self.gateway.enabled else [])
 
     def agent(self, name: str) -> AgentSpec:
         """The roster's agent ``name``; :class:`ConfigError` when there is none."""

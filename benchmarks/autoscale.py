@@ -142,6 +142,7 @@ def burst(home: Path, bootstrap: str, args: argparse.Namespace, autoscale: bool)
         {
             "AGON_HOME": str(home),
             "AGON_NAMESPACE": f"as{uuid.uuid4().hex[:8]}",
+            "AGON_GATEWAY_ENABLED": "false",  # not measured here
             "AGON_KAFKA_BOOTSTRAP": bootstrap,
             "AGON_LLM_OFFLINE_LATENCY_S": str(args.latency),
             "AGON_WORKER_MAX_LLM_IN_FLIGHT": str(args.in_flight),

@@ -123,6 +123,7 @@ class AgonFleet:
         self.env = {
             "AGON_HOME": str(home),
             "AGON_NAMESPACE": f"bench{uuid.uuid4().hex[:6]}",
+            "AGON_GATEWAY_ENABLED": "false",  # not measured here
             "AGON_KAFKA_BOOTSTRAP": bootstrap,
             "AGON_LLM_OFFLINE_LATENCY_S": f"{latency_s:g}",
         }

@@ -40,6 +40,7 @@ def debate(home: Path, bootstrap: str, rounds: int, budget: int) -> list[dict[st
         {
             "AGON_HOME": str(home),
             "AGON_NAMESPACE": f"pt{uuid.uuid4().hex[:8]}",
+            "AGON_GATEWAY_ENABLED": "false",  # not measured here
             "AGON_KAFKA_BOOTSTRAP": bootstrap,
             "AGON_LLM_PROMPT_BUDGET_TOKENS": str(budget),
             "AGON_LLM_CONTEXT_TOKENS": str(max(4096, budget + 1024)),

@@ -85,6 +85,7 @@ class Bench:
         self.env = {
             "AGON_HOME": str(home),
             "AGON_NAMESPACE": f"rb{history}-{uuid.uuid4().hex[:6]}",
+            "AGON_GATEWAY_ENABLED": "false",  # not measured here
             "AGON_KAFKA_BOOTSTRAP": bootstrap,
             "AGON_KAFKA_PARTITIONS": str(partitions),
         }

@@ -142,6 +142,33 @@ PROBE_LAST = Gauge(
     "agon_probe_last_run_timestamp_seconds", "When the last probe ended", ["probe"], registry=REGISTRY
 )
 
+# -- the HTTP gateway (`agon gateway`): routes are templates, never a debate id ------------
+GATEWAY_REQUESTS = Counter(
+    "agon_gateway_requests_total",
+    "HTTP requests the gateway answered, by route template, method and status",
+    ["route", "method", "status"],
+    registry=REGISTRY,
+)
+GATEWAY_LATENCY = Histogram(
+    "agon_gateway_request_seconds",
+    "From a request's arrival to its response's start (an SSE stream: to its first byte)",
+    ["route"],
+    buckets=FAST_BUCKETS,
+    registry=REGISTRY,
+)
+GATEWAY_STREAMS = Gauge("agon_gateway_sse_streams", "Server-Sent Event streams open", registry=REGISTRY)
+GATEWAY_WATCHED = Gauge(
+    "agon_gateway_watched_debates",
+    "Debate topics the gateway's shared consumer reads now",
+    registry=REGISTRY,
+)
+GATEWAY_REFUSED = Counter(
+    "agon_gateway_refused_total",
+    "Requests refused with 429, by limit (rate_limited, running_debates, daily_tokens)",
+    ["limit"],
+    registry=REGISTRY,
+)
+
 
 def port_of(settings: Settings, agent: str, worker: int) -> int:
     """Worker ``agent-worker``'s metrics port: 0 (any free one) unless a first port is set."""

@@ -140,6 +140,7 @@ def agon_env(
     env = {
         "AGON_HOME": str(tmp_path / "home"),
         "AGON_NAMESPACE": namespace,
+        "AGON_GATEWAY_ENABLED": "false",  # the gateway's own tests turn it on
         "AGON_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "AGON_KAFKA_PARTITIONS": "4",
         "AGON_BROKER_PORT": str(TEST_PORT),

@@ -52,6 +52,7 @@ def running_fleet(
     env = {
         "AGON_HOME": str(home),
         "AGON_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
+        "AGON_GATEWAY_ENABLED": "false",  # the gateway's own tests turn it on
         "AGON_KAFKA_BOOTSTRAP": bootstrap,
         "AGON_KAFKA_PARTITIONS": "4",
         "AGON_BROKER_PORT": str(TEST_PORT),

@@ -25,6 +25,7 @@ examples:
   agon up --autoscale                       worker counts follow inbox lag (KEDA's rule)
   agon probe --every 60                     a synthetic user, for the SLO alerts
   agon registry up                          a local schema registry (Confluent's wire format)
+  agon keys add alice                       an API key for the HTTP gateway (`agon up` runs it)
 
 settings come from the environment, e.g. AGON_HOME (default .agon), AGON_KAFKA_BOOTSTRAP
 (default 127.0.0.1:9092), AGON_LLM_BACKEND (offline | ollama), AGON_LLM_MODEL,
@@ -76,6 +77,9 @@ def parser() -> argparse.ArgumentParser:
     from agon.connectors.cli.registry import add_parser as add_registry_parser
 
     add_registry_parser(sub)
+    from agon.connectors.cli.gateway import add_parsers as add_gateway_parsers
+
+    add_gateway_parsers(sub)
 
     pr = sub.add_parser(
         "probe",
@@ -209,6 +213,11 @@ def cmd_status(args: argparse.Namespace, settings: Any) -> int:
     print(f"{'supervisor':<{width}} {fleet.describe_supervisor()}, log {fleet.files.supervisor_log}")
     for w in workers:
         print(f"{w.name:<{width}} {w.describe()}, log {w.log}")
+    from agon.connectors.gateway.server import gateway_url
+
+    url = gateway_url(settings)
+    if url:
+        print(f"{'pages':<{width}} {url}/ (the API: {url}/docs)")
     return 0 if broker.reachable else 3
 
 
@@ -225,6 +234,12 @@ def cmd_probe(args: argparse.Namespace, settings: Any) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Any) -> int:
+    from agon.connectors.gateway.server import GATEWAY
+
+    if args.agent == GATEWAY:  # the supervisor's gateway slot
+        from agon.connectors.gateway.server import serve
+
+        return serve(settings)
     from agon.agents.roles import build, needs_llm
     from agon.connectors.llm.factory import make_llm
     from agon.streams.worker import run_worker
@@ -343,6 +358,18 @@ def cmd_registry(args: argparse.Namespace, settings: Any) -> int:
     return registry(args, settings)
 
 
+def cmd_gateway(args: argparse.Namespace, settings: Any) -> int:
+    from agon.connectors.cli.gateway import cmd_gateway as gateway
+
+    return gateway(args, settings)
+
+
+def cmd_keys(args: argparse.Namespace, settings: Any) -> int:
+    from agon.connectors.cli.gateway import cmd_keys as keys
+
+    return keys(args, settings)
+
+
 def _err(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -359,4 +386,6 @@ COMMANDS = {
     "request": cmd_request,
     "lag": cmd_lag,
     "registry": cmd_registry,
+    "gateway": cmd_gateway,
+    "keys": cmd_keys,
 }

@@ -17,7 +17,7 @@ from agon.deadline import wait_until
 from agon.errors import AgonError, ConfigError
 from agon.files import read_pid
 from agon.procs import alive
-from agon.settings import Settings
+from agon.settings import GATEWAY_SLOT, Settings
 from agon.streams.admin import ensure_agon_topics
 from agon.streams.local.files import (
     SUPERVISOR_MODULE,
@@ -81,7 +81,7 @@ class Fleet:
         self.files = FleetFiles(settings)
         self.run_dir = self.files.run_dir
         self.log_dir = self.files.log_dir
-        self.roster = [a.name for a in settings.agents]
+        self.roster = settings.supervised
         self._spawned: subprocess.Popen | None = None  # the supervisor, when this Fleet started it
 
     # what runs
@@ -159,7 +159,7 @@ class Fleet:
         running = {w.name: w.pid for w in self._running_workers()}
         got = self.files.read_desired() or {}
         desired = {a: got[a] for a in self.roster if a in got}
-        desired.update(dict.fromkeys(names, workers))
+        desired.update({a: 1 if a == GATEWAY_SLOT else workers for a in names})
         self.files.write_desired(desired, autoscale=autoscale)
         supervisor = self._ensure_supervisor(progress)
         self._wait_ready(supervisor, desired, running, wait_s, progress, autoscale)

@@ -61,7 +61,7 @@ class Supervisor:
     ) -> None:
         self.settings = settings
         self.files = FleetFiles(settings)
-        self.roster = [a.name for a in settings.agents]
+        self.roster = settings.supervised
         self.fingerprint = settings_fingerprint(settings)
         self.tick_s = tick_s
         self.stop_timeout_s = stop_timeout_s

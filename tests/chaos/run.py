@@ -77,6 +77,7 @@ class Chaos(FaultInjection):
         self.env = {
             "AGON_HOME": str(workdir / "home"),
             "AGON_NAMESPACE": self.namespace,
+            "AGON_GATEWAY_ENABLED": "false",  # not measured here
             "AGON_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}",
             "AGON_BROKER_PORT": str(port),
             "AGON_BROKER_CONTROLLER_PORT": str(controller),

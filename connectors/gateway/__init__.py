@@ -1,0 +1,1 @@
+"""The HTTP gateway: REST and Server-Sent Events in front of the agents (docs/gateway.md)."""
