@@ -16,7 +16,7 @@ from typing import Any
 from agon.deadline import wait_until
 from agon.errors import AgonError, ConfigError
 from agon.files import read_pid
-from agon.procs import alive
+from agon.procs import alive, port_taken
 from agon.settings import GATEWAY_SLOT, Settings
 from agon.streams.admin import ensure_agon_topics
 from agon.streams.local.files import (
@@ -160,10 +160,21 @@ class Fleet:
         got = self.files.read_desired() or {}
         desired = {a: got[a] for a in self.roster if a in got}
         desired.update({a: 1 if a == GATEWAY_SLOT else workers for a in names})
+        if desired.get(GATEWAY_SLOT) and f"{GATEWAY_SLOT}-0" not in running and self._gateway_port_taken():
+            gateway = self.settings.gateway
+            progress(
+                f"{gateway.host}:{gateway.port} is in use: the gateway is left out "
+                "(AGON_GATEWAY_PORT picks another port, 0 any free one)"
+            )
+            desired[GATEWAY_SLOT] = 0
         self.files.write_desired(desired, autoscale=autoscale)
         supervisor = self._ensure_supervisor(progress)
         self._wait_ready(supervisor, desired, running, wait_s, progress, autoscale)
         return self.workers(names)
+
+    def _gateway_port_taken(self) -> bool:
+        gateway = self.settings.gateway
+        return bool(gateway.port) and port_taken(gateway.host, gateway.port)
 
     def _ensure_supervisor(self, progress: Callable[[str], None]) -> int:
         pid = self.supervisor()

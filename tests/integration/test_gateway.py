@@ -442,3 +442,31 @@ def _answered(url: str) -> float:
         for line in text.splitlines()
         if line.startswith("agon_gateway_requests_total{")
     )
+
+
+def test_a_taken_gateway_port_leaves_the_gateway_out_not_the_fleet(kafka_bootstrap, tmp_path, monkeypatch):
+    """`make demo` must not fail because something else listens on 8000."""
+    import socket
+
+    from agon.settings import Settings
+    from agon.streams.local.fleet import Fleet
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen(1)
+        port = squatter.getsockname()[1]
+        for name, value in {
+            "AGON_HOME": str(tmp_path),
+            "AGON_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
+            "AGON_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "AGON_GATEWAY_ENABLED": "true",
+            "AGON_GATEWAY_PORT": str(port),
+        }.items():
+            monkeypatch.setenv(name, value)
+        fleet, said = Fleet(Settings()), []
+        try:
+            ready = fleet.up(progress=said.append, wait_s=90)
+            assert [w.name for w in ready] == ["moderator-0", "team-a-0", "team-b-0"]
+            assert any(f"127.0.0.1:{port} is in use: the gateway is left out" in line for line in said), said
+        finally:
+            fleet.down()
