@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from agon.agents.requests import validate_request
+from agon.connectors.gateway.debatelog import REQUESTER, DebateLog, Request
 from agon.connectors.gateway.deps import (
     ERRORS,
     SSE_ERRORS,
@@ -21,7 +22,6 @@ from agon.connectors.gateway.deps import (
     Owned,
 )
 from agon.connectors.gateway.http import ApiError
-from agon.connectors.gateway.hub import REQUESTER, DebateLog, Request
 from agon.connectors.gateway.limits import Refusal, seconds_to_midnight
 from agon.connectors.gateway.models import (
     DEBATE_ID,

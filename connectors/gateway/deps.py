@@ -9,8 +9,9 @@ from fastapi import Path as PathParam
 from fastapi import Request as HttpRequest
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from agon.connectors.gateway.debatelog import Request
 from agon.connectors.gateway.http import ApiError
-from agon.connectors.gateway.hub import Hub, Request
+from agon.connectors.gateway.hub import Hub
 from agon.connectors.gateway.keys import Key, Keyring
 from agon.connectors.gateway.limits import Bucket
 from agon.connectors.gateway.models import DEBATE_ID, Error, Links

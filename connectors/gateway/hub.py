@@ -22,122 +22,27 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from agon.connectors.gateway.debatelog import DebateLog, Request, tenant_of, utc_day
 from agon.errors import BrokerError, CodecError
 from agon.schemas import Codec, Topics, now_ms
 from agon.settings import Settings
 from agon.streams import metrics
 
-__all__ = ["LEDGER_S", "DebateLog", "Hub", "Request", "tenant_of"]
+__all__ = ["LEDGER_S", "Hub"]
 
 log = logging.getLogger("agon.gateway")
 
 LEDGER_S = 2 * 86400.0  # a tenant's requests this recent count for its limits
-START_GRACE_S = 600.0  # a request whose debate has not started by then no longer counts as running
+INDEX_KEEP_S = 7 * 86400.0  # the request topic's retention (Kafka's default): older ones are forgotten
+PRUNE_EVERY_S = 60.0
 CHECK_EVERY_S = 0.1  # how often topics still missing are looked for (the wait a new debate adds)
 LOOKS = 16  # topics looked for per check, newest first (librdkafka finds the others in ~1 s)
 POLL_S = 0.02  # the consumer's poll: assignments wait at most this long for the one Kafka thread
-REQUESTER = "gateway:"
-
-
-def tenant_of(requested_by: str | None) -> str | None:
-    if requested_by and requested_by.startswith(REQUESTER):
-        return requested_by[len(REQUESTER) :].split(":", 1)[0] or None
-    return None
-
-
-def utc_day(ts_ms: int) -> dt.date:
-    return dt.datetime.fromtimestamp(ts_ms / 1000, dt.timezone.utc).date()
-
-
-@dataclass
-class Request:
-    """A tenant's DebateRequested, as the index holds it."""
-
-    debate_id: str
-    tenant: str
-    ts: int
-    body: dict[str, Any]
-    idempotency: str | None = None
-
-
-@dataclass
-class DebateLog:
-    """One debate's topic as read so far: its events (offset, type, body) and tallies."""
-
-    debate_id: str
-    requested_ms: int
-    events: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
-    started: bool = False
-    ended: dict[str, Any] | None = None
-    tokens_by_day: dict[dt.date, int] = field(default_factory=dict)
-    exists: bool = False
-    missing: bool = False  # its topic was looked for and not found (yet)
-    assigned: bool = False
-    caught_up: asyncio.Event = field(default_factory=asyncio.Event)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-    readers: int = 0
-    used: float = field(default_factory=time.monotonic)
-    trimmed: bool = False  # events dropped to save memory; read again from the topic on demand
-
-    @property
-    def status(self) -> str:
-        if self.ended is not None:
-            return "ended"
-        if self.started:
-            return "running"
-        if now_ms() - self.requested_ms > START_GRACE_S * 1000 and not self.exists:
-            return "unstarted"
-        return "requested"
-
-    @property
-    def counts_as_running(self) -> bool:
-        return self.status in ("requested", "running")
-
-    def notify(self) -> None:
-        old, self.changed = self.changed, asyncio.Event()
-        old.set()
-
-    def add(self, offset: int, record_type: str, body: dict[str, Any]) -> None:
-        if self.events and offset <= self.events[-1][0]:
-            return  # read again after a re-assignment
-        self.events.append((offset, record_type, body))
-        if record_type == "DebateStarted":
-            self.started = True
-        elif record_type == "TurnTaken":
-            day = utc_day(body["ts"])
-            used = body["prompt_tokens"] + body["completion_tokens"]
-            self.tokens_by_day[day] = self.tokens_by_day.get(day, 0) + used
-        elif record_type == "DebateEnded":
-            self.ended = body
-        self.notify()
-
-    async def follow(self, after: int = -1) -> AsyncIterator[tuple[int, str, dict[str, Any]]]:
-        """Every event after offset ``after``, as it arrives, until DebateEnded."""
-        self.readers += 1
-        try:
-            i = 0
-            while True:
-                self.used = time.monotonic()
-                changed = self.changed
-                while i < len(self.events):
-                    offset, record_type, body = self.events[i]
-                    i += 1
-                    if offset > after:
-                        yield offset, record_type, body
-                    if record_type == "DebateEnded":
-                        return
-                if self.status == "unstarted":
-                    return
-                await changed.wait()
-        finally:
-            self.readers -= 1
 
 
 class Hub:
@@ -172,6 +77,7 @@ class Hub:
         self._task: asyncio.Task | None = None
         self._stopping = False
         self._checked = 0.0
+        self._pruned = time.monotonic()
         self._fresh: list[DebateLog] = []  # watched, to be assigned
 
     async def _call(self, fn: Any, *args: Any) -> Any:
@@ -227,6 +133,9 @@ class Hub:
                     self._checked = time.monotonic()
                     await self._look()
                     await self._release()
+                if time.monotonic() - self._pruned >= PRUNE_EVERY_S:
+                    self._pruned = time.monotonic()
+                    self.prune(now_ms() - int(INDEX_KEEP_S * 1000))
             except Exception:  # the broker away, a bad record: keep serving what is known
                 log.exception("the gateway's consumer failed; going on")
                 await asyncio.sleep(1.0)
@@ -353,6 +262,31 @@ class Hub:
         for debate in sorted(kept, key=lambda d: d.used)[: max(0, over)]:
             debate.events, debate.trimmed = [], True
         metrics.GATEWAY_WATCHED.set(sum(1 for d in self.logs.values() if d.assigned))
+
+    def prune(self, before_ms: int) -> int:
+        """Forget requests older than ``before_ms`` that nobody reads (a restarted gateway would
+        not find them in the request topic either), so that a long-lived gateway's memory does
+        not grow with every debate ever held. How many were forgotten."""
+
+        def forgettable(req: Request) -> bool:
+            debate = self.logs.get(req.debate_id)
+            return req.ts < before_ms and (debate is None or not (debate.assigned or debate.readers))
+
+        old = [r for r in self.requests.values() if forgettable(r)]
+        for req in old:
+            del self.requests[req.debate_id]
+            self.logs.pop(req.debate_id, None)
+            self._counted.pop(req.debate_id, None)
+            if req.idempotency:
+                self.by_key.pop((req.tenant, req.idempotency), None)
+            self.active.get(req.tenant, set()).discard(req.debate_id)
+        if old:
+            gone = {r.debate_id for r in old}
+            for tenant, reqs in self.by_tenant.items():
+                self.by_tenant[tenant] = [r for r in reqs if r.debate_id not in gone]
+        oldest_day = utc_day(now_ms() - int(LEDGER_S * 1000))
+        self.tokens = {k: v for k, v in self.tokens.items() if k[1] >= oldest_day}
+        return len(old)
 
     # -- what a tenant has ----------------------------------------------------------------
     def of_tenant(self, tenant: str) -> list[Request]:
