@@ -75,6 +75,30 @@ def running_fleet(
                     print(f"--- {log}\n{log.read_text()[-4000:]}")
 
 
+@contextlib.contextmanager
+def gateway_fleet(
+    bootstrap: str, home: Path, keys: dict[str, str], **overrides: str
+) -> Iterator[tuple[Settings, str]]:
+    """A running fleet with the gateway on a free port, knowing ``keys`` (key -> tenant) by
+    their hashes: (settings, the gateway's URL)."""
+    import json
+
+    from agon.connectors.gateway.keys import hash_key
+    from agon.connectors.gateway.server import gateway_url
+
+    with running_fleet(
+        bootstrap,
+        home,
+        AGON_GATEWAY_ENABLED="true",
+        AGON_GATEWAY_PORT="0",
+        AGON_GATEWAY_API_KEYS=json.dumps({hash_key(k): t for k, t in keys.items()}),
+        **overrides,
+    ) as settings:
+        url = gateway_url(settings)
+        assert url, "the gateway announced its URL"
+        yield settings, url
+
+
 def free_port(span: int = 1) -> int:
     """A port ``p`` such that ``p .. p+span-1`` are all free on 127.0.0.1 right now."""
     import socket

@@ -234,9 +234,9 @@ def cmd_probe(args: argparse.Namespace, settings: Any) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Any) -> int:
-    from agon.connectors.gateway.server import GATEWAY
+    from agon.settings import GATEWAY_SLOT
 
-    if args.agent == GATEWAY:  # the supervisor's gateway slot
+    if args.agent == GATEWAY_SLOT:  # the supervisor's gateway slot
         from agon.connectors.gateway.server import serve
 
         return serve(settings)

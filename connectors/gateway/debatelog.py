@@ -48,7 +48,7 @@ class DebateLog:
     events: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
     started: bool = False
     ended: dict[str, Any] | None = None
-    tokens_by_day: dict[dt.date, int] = field(default_factory=dict)
+    tokens: int = 0  # of its turns so far (the hub counts them by tenant and day)
     exists: bool = False
     missing: bool = False  # its topic was looked for and not found (yet)
     assigned: bool = False
@@ -83,9 +83,7 @@ class DebateLog:
         if record_type == "DebateStarted":
             self.started = True
         elif record_type == "TurnTaken":
-            day = utc_day(body["ts"])
-            used = body["prompt_tokens"] + body["completion_tokens"]
-            self.tokens_by_day[day] = self.tokens_by_day.get(day, 0) + used
+            self.tokens += body["prompt_tokens"] + body["completion_tokens"]
         elif record_type == "DebateEnded":
             self.ended = body
         self.notify()

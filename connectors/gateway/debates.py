@@ -78,19 +78,18 @@ async def start_debate(
     if problems:
         field = "body.teams" if any("agent" in p or "team" in p for p in problems) else "body"
         raise ApiError(422, "; ".join(problems), field=field)
-    value = gateway.encode("debate_request", "DebateRequested", req)
     limits = gateway.settings.gateway
+    budget = limits.budget(key.tenant)
+    left = budget - hub.tokens_on(key.tenant, dt.datetime.now(dt.timezone.utc).date()) if budget else 0
+    if budget and left > 0:
+        req["max_tokens"] = min(req["max_tokens"] or left, left)  # the moderator ends it at BUDGET
+    value = gateway.encode("debate_request", "DebateRequested", req)  # 422 comes before any 429
     if hub.running(key.tenant) >= limits.max_running:
         raise Refusal("running_debates", f"{limits.max_running} debates of this tenant are running", 10)
-    budget = limits.budget(key.tenant)
-    if budget:
-        left = budget - hub.tokens_on(key.tenant, dt.datetime.now(dt.timezone.utc).date())
-        if left <= 0:
-            raise Refusal(
-                "daily_tokens", f"this tenant's {budget} tokens of today are used", seconds_to_midnight()
-            )
-        req["max_tokens"] = min(req["max_tokens"] or left, left)  # the moderator ends it at BUDGET
-        value = gateway.encode("debate_request", "DebateRequested", req)
+    if budget and left <= 0:
+        raise Refusal(
+            "daily_tokens", f"this tenant's {budget} tokens of today are used", seconds_to_midnight()
+        )
     headers = [("idempotency-key", idempotency.encode())] if idempotency else None
     await gateway.publisher.send(gateway.topics.requests, req["debate_id"], value, headers)
     hub.remember(Request(req["debate_id"], key.tenant, req["ts"], req, idempotency))
@@ -149,7 +148,7 @@ async def get_debate(req: Owned, gateway: Gateway) -> DebateView:
         rounds=req.body["rounds"],
         requested_at=req.ts,
         reason=ended["reason"] if ended else None,
-        tokens_used=ended["tokens_used"] if ended else sum(debate.tokens_by_day.values()),
+        tokens_used=ended["tokens_used"] if ended else debate.tokens,
         events=[Event(id=o, type=t, data=b) for o, t, b in debate.events],
         links=gateway.links(req.debate_id),
     )

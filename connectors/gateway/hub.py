@@ -79,6 +79,7 @@ class Hub:
         self._checked = 0.0
         self._pruned = time.monotonic()
         self._fresh: list[DebateLog] = []  # watched, to be assigned
+        self._assigned: dict[str, DebateLog] = {}  # the debates whose topic the consumer reads
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._kafka, fn, *args)
@@ -113,9 +114,9 @@ class Hub:
                 raise BrokerError(f"{self.topics.requests} has no partitions with leaders (is it created?)")
             await asyncio.sleep(0.5)
 
-    def _metadata(self, topic: str | None = None) -> Any:
+    def _metadata(self, topic: str | None = None, timeout_s: float = 10.0) -> Any:
         try:
-            return self._consumer.list_topics(topic=topic, timeout=10)
+            return self._consumer.list_topics(topic=topic, timeout=timeout_s)
         except KafkaException as exc:
             raise BrokerError(f"no Kafka broker answers at {self.settings.kafka.bootstrap}: {exc}") from exc
 
@@ -226,12 +227,13 @@ class Hub:
             )
             for debate in fresh:
                 debate.assigned = True
-            metrics.GATEWAY_WATCHED.set(sum(1 for d in self.logs.values() if d.assigned))
+                self._assigned[debate.debate_id] = debate
+            metrics.GATEWAY_WATCHED.set(len(self._assigned))
 
     async def _look(self) -> None:
         """Ask for the metadata of the newest debates whose topic has not shown up: a
         targeted request finds it (and tells librdkafka to fetch it) within milliseconds."""
-        waiting = [d for d in self.logs.values() if d.assigned and not d.exists and d.status == "requested"]
+        waiting = [d for d in self._assigned.values() if not d.exists and d.status == "requested"]
         for debate in sorted(waiting, key=lambda d: d.requested_ms, reverse=True)[:LOOKS]:
             name = self.topics.debate(debate.debate_id)
             topic = (await self._call(self._metadata, name)).topics.get(name)
@@ -247,8 +249,8 @@ class Hub:
         """Unassign ended debates nobody reads; past the cache's size, drop their events."""
         done = [
             d
-            for d in self.logs.values()
-            if d.assigned and (d.ended is not None or d.status == "unstarted") and d.readers == 0
+            for d in self._assigned.values()
+            if (d.ended is not None or d.status == "unstarted") and d.readers == 0
         ]
         if done:
             await self._call(
@@ -257,11 +259,13 @@ class Hub:
             )
             for debate in done:
                 debate.assigned = False
-        kept = [d for d in self.logs.values() if d.events and not d.assigned and d.readers == 0]
-        over = len(kept) - self.settings.gateway.cached_debates
-        for debate in sorted(kept, key=lambda d: d.used)[: max(0, over)]:
-            debate.events, debate.trimmed = [], True
-        metrics.GATEWAY_WATCHED.set(sum(1 for d in self.logs.values() if d.assigned))
+                del self._assigned[debate.debate_id]
+            metrics.GATEWAY_WATCHED.set(len(self._assigned))
+        cached = self.settings.gateway.cached_debates
+        if len(self.logs) - len(self._assigned) > cached:  # only then is a whole scan worth it
+            kept = [d for d in self.logs.values() if d.events and not d.assigned and d.readers == 0]
+            for debate in sorted(kept, key=lambda d: d.used)[: max(0, len(kept) - cached)]:
+                debate.events, debate.trimmed = [], True
 
     def prune(self, before_ms: int) -> int:
         """Forget requests older than ``before_ms`` that nobody reads (a restarted gateway would
@@ -316,9 +320,10 @@ class Hub:
         key = (req.tenant, utc_day(body["ts"]))
         self.tokens[key] = self.tokens.get(key, 0) + body["prompt_tokens"] + body["completion_tokens"]
 
-    def reachable(self) -> bool:
+    async def reachable(self) -> bool:
+        """Whether the broker answers a metadata request (on the consumer's one thread)."""
         try:
-            self._consumer.list_topics(topic=self.topics.requests, timeout=2)
+            await self._call(self._metadata, self.topics.requests, 2.0)
             return True
-        except KafkaException:
+        except BrokerError:
             return False

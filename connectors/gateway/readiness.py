@@ -50,7 +50,7 @@ class Readiness:
             if self._last is not None and time.monotonic() - self._last[0] < CACHE_S:
                 return self._last[1], self._last[2]
             checks: dict[str, str] = {}
-            kafka = await asyncio.to_thread(self.hub.reachable)
+            kafka = await self.hub.reachable()
             checks["kafka"] = "ok" if kafka else f"no broker answers at {self.settings.kafka.bootstrap}"
             checks["index"] = "read" if self.hub.index_ready.is_set() else "reading"
             if kafka:

@@ -21,16 +21,14 @@ from agon.settings import GATEWAY_SLOT, Settings
 from agon.streams import metrics
 from agon.streams.local.files import READY_MARK
 
-__all__ = ["GATEWAY", "gateway_url", "serve"]
-
-GATEWAY = GATEWAY_SLOT  # its slot under the supervisor, and its data directory's name
+__all__ = ["gateway_url", "serve"]
 
 log = logging.getLogger("agon.gateway")
 
 
 def gateway_url(settings: Settings) -> str | None:
     """The URL of the gateway running for these settings on this machine, if one announced it."""
-    url = metrics.announced(settings.worker_dir(GATEWAY, 0))
+    url = metrics.announced(settings.worker_dir(GATEWAY_SLOT, 0))
     return url.removesuffix("/metrics") if url else None
 
 
@@ -74,7 +72,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
         while not server.started and not task.done():
             await asyncio.sleep(0.05)
         if server.started:
-            metrics.announce(settings.worker_dir(GATEWAY, 0), f"{url}/metrics")
+            metrics.announce(settings.worker_dir(GATEWAY_SLOT, 0), f"{url}/metrics")
             print(f"agon gateway on {url} (pages at {url}/, API at {url}/docs) {READY_MARK}", flush=True)
         await task
 

@@ -15,11 +15,10 @@ import httpx
 import pytest
 import schemathesis
 from confluent_kafka import Consumer, TopicPartition
-from helpers import running_fleet, wait_for
+from helpers import gateway_fleet, wait_for
 from hypothesis import HealthCheck, given
 from hypothesis import settings as fuzzing
 
-from agon.connectors.gateway.keys import hash_key
 from agon.connectors.gateway.server import gateway_url
 from agon.schemas import Topics
 
@@ -34,21 +33,17 @@ FUZZ_EXAMPLES = 30  # per operation
 
 @pytest.fixture(scope="module")
 def gateway(kafka_bootstrap, tmp_path_factory):
-    with running_fleet(
+    with gateway_fleet(
         kafka_bootstrap,
         tmp_path_factory.mktemp("gateway"),
-        AGON_GATEWAY_ENABLED="true",
-        AGON_GATEWAY_PORT="0",
-        AGON_GATEWAY_API_KEYS=json.dumps({hash_key(k): t for t, k in KEYS.items()}),
+        {k: t for t, k in KEYS.items()},
         AGON_GATEWAY_MAX_RUNNING=str(MAX_RUNNING),
         AGON_GATEWAY_TENANT_DAILY_TOKENS=json.dumps({"delta": DAILY_TOKENS}),
         AGON_GATEWAY_RATE_PER_S="20",
         AGON_GATEWAY_BURST="30",
         AGON_LLM_OFFLINE_LATENCY_S="0.05",
-    ) as settings:
-        url = gateway_url(settings)
-        assert url, "the gateway announced its URL"
-        yield settings, url
+    ) as running:
+        yield running
 
 
 def client(url: str, tenant: str | None = "alpha", **kw) -> httpx.Client:

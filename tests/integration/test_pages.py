@@ -12,10 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import running_fleet
-
-from agon.connectors.gateway.keys import hash_key
-from agon.connectors.gateway.server import gateway_url
+from helpers import gateway_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -49,15 +46,13 @@ def chromium() -> str | None:
 
 @pytest.fixture(scope="module")
 def site(kafka_bootstrap, tmp_path_factory):
-    with running_fleet(
+    with gateway_fleet(
         kafka_bootstrap,
         tmp_path_factory.mktemp("pages"),
-        AGON_GATEWAY_ENABLED="true",
-        AGON_GATEWAY_PORT="0",
-        AGON_GATEWAY_API_KEYS=json.dumps({hash_key(KEY): "browser"}),
+        {KEY: "browser"},
         AGON_LLM_OFFLINE_LATENCY_S="0.4",  # slow enough to reload in the middle
-    ) as settings:
-        yield gateway_url(settings)
+    ) as (_, url):
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ async def test_a_follower_gets_what_comes_after_its_id_until_the_end():
     debate.add(2, "TurnTaken", turn(now_ms(), 5))  # read again after a re-assignment: ignored
     debate.add(4, "DebateEnded", {"reason": "ROUNDS"})
     assert await asyncio.wait_for(reader, 1) == [2, 4]
-    assert debate.status == "ended" and sum(debate.tokens_by_day.values()) == 5
+    assert debate.status == "ended" and debate.tokens == 5
     assert debate.readers == 0
 
 
